@@ -1,0 +1,57 @@
+"""Functional core of skicr: grouped-view statistics, covariances, spectrum, ICR, baselines.
+
+No estimators live here; :class:`skicr.InvariantResidualDecomposer` and
+:class:`skicr.ICRScorer` are thin shells over these functions.
+"""
+
+from ._baselines import alignment, alpha_req, effective_rank, lidar, rankme, uniformity
+from ._covariance import (
+    estimate_covariances,
+    is_streaming_estimator,
+    ledoit_wolf_from_moments,
+    oas_from_moments,
+    project_psd,
+    shrunk_from_moments,
+)
+from ._icr import Decomposition, accumulate, decompose, heldout_icr, icr_score
+from ._spectrum import (
+    SingularResidualWarning,
+    generalized_spectrum,
+    heldout_eigenvalues,
+    icr_from_eigenvalues,
+    mean_invariant_snr,
+    regularized_residual,
+    resolve_tau,
+)
+from ._statistics import GroupedViewStatistics, residual_contrast_rows
+from ._validation import check_grouped_views
+
+__all__ = [
+    "Decomposition",
+    "GroupedViewStatistics",
+    "SingularResidualWarning",
+    "accumulate",
+    "alignment",
+    "alpha_req",
+    "check_grouped_views",
+    "decompose",
+    "effective_rank",
+    "estimate_covariances",
+    "generalized_spectrum",
+    "heldout_eigenvalues",
+    "heldout_icr",
+    "icr_from_eigenvalues",
+    "icr_score",
+    "is_streaming_estimator",
+    "ledoit_wolf_from_moments",
+    "lidar",
+    "mean_invariant_snr",
+    "oas_from_moments",
+    "project_psd",
+    "rankme",
+    "regularized_residual",
+    "residual_contrast_rows",
+    "resolve_tau",
+    "shrunk_from_moments",
+    "uniformity",
+]

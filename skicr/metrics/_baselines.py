@@ -1,0 +1,181 @@
+"""Baseline representation metrics computed on the same grouped views as ICR.
+
+Each function states the formula it implements. LiDAR shares the generalized
+spectrum with ICR (:func:`generalized_spectrum`); RankMe and alpha-ReQ look at
+all view embeddings as rows; alignment and uniformity follow Wang & Isola
+(2020) on L2-normalised features.
+"""
+
+import numpy as np
+from scipy.spatial.distance import pdist
+
+from ._icr import accumulate
+from ._spectrum import generalized_spectrum
+from ._covariance import estimate_covariances
+from ._validation import check_grouped_views
+
+__all__ = ["effective_rank", "lidar", "rankme", "alpha_req", "alignment", "uniformity"]
+
+
+def effective_rank(values, eps=1e-7):
+    """Entropy effective rank ``exp(-sum p log p)`` with ``p = |v| / ||v||_1 + eps``.
+
+    Parameters
+    ----------
+    values : array-like of shape (k,)
+        Non-negative spectrum (singular values or eigenvalues).
+    eps : float, default=1e-7
+        Added to each ``p`` (RankMe's and LiDAR's convention) so that zeros
+        contribute nothing instead of NaN.
+
+    Returns
+    -------
+    rank : float
+        In [1, k] (up to the ``eps`` term).
+    """
+    values = np.abs(np.asarray(values, dtype=np.float64))
+    total = values.sum()
+    if not total > 0:
+        raise ValueError("The spectrum is all zeros; the effective rank is undefined.")
+    p = values / total + eps
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def lidar(views, n_views=None, *, delta=1e-4, eps=1e-8):
+    """LiDAR (Thilak et al. 2023): effective rank of the LDA spectrum with images as classes.
+
+    ``lambda`` solves ``Sigma_b v = lambda (Sigma_w + delta I) v`` with
+    ``Sigma_b = cov(m) (N - 1 dof)`` and ``Sigma_w = sum xi xi^T / (N (V - 1))``
+    (the plug-in covariances of ICR, as stable-pretraining computes them), then
+    ``p = lambda / sum(lambda) + eps`` and ``LiDAR = exp(-sum p log p)``.
+
+    Parameters
+    ----------
+    views : array-like
+        Grouped views ``(n_images, n_views, n_features)`` or flattened.
+    n_views : int or None, default=None
+    delta : float, default=1e-4
+        Absolute ridge on Sigma_w.
+    eps : float, default=1e-8
+
+    Returns
+    -------
+    lidar : float
+        Higher is a richer representation.
+    """
+    views = check_grouped_views(views, n_views)
+    cov_b, cov_w, _ = estimate_covariances(accumulate(views))
+    eigenvalues, _ = generalized_spectrum(cov_b, cov_w, delta)
+    return effective_rank(eigenvalues, eps)
+
+
+def _embedding_rows(views):
+    return views.reshape(-1, views.shape[2])
+
+
+def rankme(views, n_views=None, *, eps=1e-7):
+    """RankMe (Garrido et al. 2023): effective rank of the embedding matrix.
+
+    ``s`` are the singular values of the uncentred matrix of all view
+    embeddings (``n_images * n_views`` rows); ``p = s / ||s||_1 + eps``;
+    ``RankMe = exp(-sum p log p)``.
+
+    Parameters
+    ----------
+    views : array-like
+        Grouped views or flattened views.
+    n_views : int or None, default=None
+    eps : float, default=1e-7
+
+    Returns
+    -------
+    rankme : float
+    """
+    views = check_grouped_views(views, n_views)
+    singular_values = np.linalg.svd(_embedding_rows(views), compute_uv=False)
+    return effective_rank(singular_values, eps)
+
+
+def alpha_req(views, n_views=None, *, rtol=1e-10):
+    """alpha-ReQ (Agrawal et al. 2022): power-law decay of the covariance spectrum.
+
+    Fits ``log lambda_i = c - alpha log i`` by least squares over the
+    eigenvalues ``lambda_1 >= lambda_2 >= ...`` of the covariance of all view
+    embeddings, keeping those above ``rtol * lambda_1``; returns ``alpha``.
+
+    Parameters
+    ----------
+    views : array-like
+        Grouped views or flattened views.
+    n_views : int or None, default=None
+    rtol : float, default=1e-10
+        Eigenvalues below ``rtol * lambda_1`` (numerical zeros) are left out.
+
+    Returns
+    -------
+    alpha : float
+        Larger means faster decay (a lower-dimensional representation).
+    """
+    views = check_grouped_views(views, n_views)
+    rows = _embedding_rows(views)
+    eigenvalues = np.linalg.eigvalsh(np.cov(rows, rowvar=False).reshape(rows.shape[1], -1))[::-1]
+    kept = eigenvalues[eigenvalues > rtol * eigenvalues[0]]
+    if kept.size < 2:
+        raise ValueError("alpha-ReQ needs at least 2 non-zero covariance eigenvalues.")
+    ranks = np.arange(1, kept.size + 1)
+    slope, _ = np.polyfit(np.log(ranks), np.log(kept), 1)
+    return float(-slope)
+
+
+def _normalise(views):
+    norms = np.linalg.norm(views, axis=-1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError("A view embedding has zero norm; alignment/uniformity need L2-normalisable features.")
+    return views / norms
+
+
+def alignment(views, n_views=None, *, alpha=2.0):
+    """Alignment (Wang & Isola 2020): mean ``||z_a - z_b||^alpha`` over view pairs.
+
+    Features are L2-normalised; the mean runs over all pairs ``a < b`` of views
+    of the same image and over images. Lower is more aligned. Not invariant to
+    (anisotropic) rescaling of the features, unlike ICR.
+
+    Parameters
+    ----------
+    views : array-like
+        Grouped views or flattened views.
+    n_views : int or None, default=None
+    alpha : float, default=2.0
+
+    Returns
+    -------
+    alignment : float
+    """
+    z = _normalise(check_grouped_views(views, n_views))
+    a, b = np.triu_indices(z.shape[1], k=1)
+    distances = np.linalg.norm(z[:, a] - z[:, b], axis=-1)
+    return float(np.mean(distances**alpha))
+
+
+def uniformity(views, n_views=None, *, t=2.0):
+    """Uniformity (Wang & Isola 2020): ``log mean exp(-t ||z_i - z_j||^2)`` over images.
+
+    For each view slot ``v`` the pairs ``i < j`` of distinct images are taken
+    on L2-normalised features; the mean of ``exp(-t d^2)`` runs over all pairs
+    of all slots. Lower (more negative) is more uniform.
+
+    Parameters
+    ----------
+    views : array-like
+        Grouped views or flattened views.
+    n_views : int or None, default=None
+    t : float, default=2.0
+
+    Returns
+    -------
+    uniformity : float
+    """
+    z = _normalise(check_grouped_views(views, n_views))
+    terms = np.concatenate([np.exp(-t * pdist(z[:, v], "sqeuclidean")) for v in range(z.shape[1])])
+    return float(np.log(np.mean(terms)))

@@ -1,0 +1,223 @@
+"""From grouped views to ICR in one call, and the shared fitting routine."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._covariance import estimate_covariances, is_streaming_estimator
+from ._spectrum import (
+    generalized_spectrum,
+    heldout_eigenvalues,
+    icr_from_eigenvalues,
+    mean_invariant_snr,
+    resolve_tau,
+)
+from ._statistics import GroupedViewStatistics
+from ._validation import check_grouped_views
+
+__all__ = ["accumulate", "Decomposition", "decompose", "icr_score", "heldout_icr"]
+
+# images per chunk so that a float64 chunk stays near 32 MiB
+_CHUNK_BYTES = 32 * 2**20
+
+
+def _chunk_size(n_views, n_features):
+    return max(1, _CHUNK_BYTES // (8 * n_views * n_features))
+
+
+def accumulate(views, stats=None):
+    """Add grouped views to (new) statistics, chunk by chunk to bound memory.
+
+    Parameters
+    ----------
+    views : ndarray of shape (n_images, n_views, n_features)
+        Validated views (any float dtype; promoted to float64 per chunk).
+    stats : GroupedViewStatistics or None
+        Statistics to add to; new ones when None.
+
+    Returns
+    -------
+    stats : GroupedViewStatistics
+    """
+    if stats is None:
+        stats = GroupedViewStatistics()
+    step = _chunk_size(views.shape[1], views.shape[2])
+    for start in range(0, views.shape[0], step):
+        stats.update(views[start:start + step])
+    return stats
+
+
+@dataclass
+class Decomposition:
+    """Result of the invariant-residual decomposition of grouped views.
+
+    Attributes
+    ----------
+    covariance_s, covariance_xi : ndarray of shape (d, d)
+        Invariant and residual covariances.
+    tau : float
+        Absolute ridge added to Sigma_xi.
+    eigenvalues : ndarray of shape (d,) or None
+        Generalized eigenvalues, descending (None on the trace-only path).
+    directions : ndarray of shape (d, d) or None
+        Fisher directions, one per row (None on the trace-only path).
+    mean_snr : float
+        Mean invariant SNR, ``mean(eigenvalues)``.
+    icr : float
+        ``1 / (1 + mean_snr)``.
+    shrinkage_s, shrinkage_xi : float
+        Shrinkage coefficients where the estimator has one, else NaN or 0.
+    """
+
+    covariance_s: np.ndarray
+    covariance_xi: np.ndarray
+    tau: float
+    eigenvalues: np.ndarray
+    directions: np.ndarray
+    mean_snr: float
+    icr: float
+    shrinkage_s: float
+    shrinkage_xi: float
+
+
+def decompose(
+    stats,
+    *,
+    tau=1e-3,
+    tau_mode="relative",
+    covariance_estimator=None,
+    bias_correction=False,
+    views=None,
+    spectrum=True,
+):
+    """Covariances, spectrum and ICR from statistics (the numerical core).
+
+    Parameters
+    ----------
+    stats : GroupedViewStatistics
+    tau : float, default=1e-3
+        Ridge on Sigma_xi (0 means none); see :func:`resolve_tau`.
+    tau_mode : {"relative", "absolute"}, default="relative"
+    covariance_estimator : sklearn covariance estimator or None, default=None
+    bias_correction : bool, default=False
+    views : ndarray or None
+        The views, needed only for non-streaming covariance estimators.
+    spectrum : bool, default=True
+        Compute eigenvalues and directions; False takes the trace-identity
+        path (ICR only, no eigendecomposition).
+
+    Returns
+    -------
+    result : Decomposition
+    """
+    cov_s, cov_xi, info = estimate_covariances(
+        stats, covariance_estimator, bias_correction=bias_correction, views=views,
+    )
+    tau_abs = resolve_tau(cov_xi, tau, tau_mode)
+    if spectrum:
+        eigenvalues, directions = generalized_spectrum(cov_s, cov_xi, tau_abs)
+        mean_snr = float(np.mean(eigenvalues))
+    else:
+        eigenvalues = directions = None
+        mean_snr = mean_invariant_snr(cov_s, cov_xi, tau_abs)
+    return Decomposition(
+        covariance_s=cov_s,
+        covariance_xi=cov_xi,
+        tau=tau_abs,
+        eigenvalues=eigenvalues,
+        directions=directions,
+        mean_snr=mean_snr,
+        icr=icr_from_eigenvalues([mean_snr]),
+        shrinkage_s=info["shrinkage_s"],
+        shrinkage_xi=info["shrinkage_xi"],
+    )
+
+
+def heldout_icr(
+    directions,
+    views,
+    *,
+    tau=1e-3,
+    tau_mode="relative",
+    covariance_estimator=None,
+    bias_correction=False,
+):
+    """ICR of new views along fixed (training) Fisher directions.
+
+    Parameters
+    ----------
+    directions : ndarray of shape (k, d)
+        Fisher directions, one per row.
+    views : ndarray of shape (n_images, n_views, d)
+        Held-out views (validated).
+    tau, tau_mode, covariance_estimator, bias_correction
+        As in :func:`decompose`; applied to the held-out covariances.
+
+    Returns
+    -------
+    icr : float
+    """
+    stats = accumulate(views)
+    needs_rows = not is_streaming_estimator(covariance_estimator)
+    cov_s, cov_xi, _ = estimate_covariances(
+        stats, covariance_estimator, bias_correction=bias_correction,
+        views=views if needs_rows else None,
+    )
+    tau_abs = resolve_tau(cov_xi, tau, tau_mode)
+    return icr_from_eigenvalues(heldout_eigenvalues(directions, cov_s, cov_xi, tau_abs))
+
+
+def icr_score(
+    views,
+    n_views=None,
+    *,
+    tau=1e-3,
+    tau_mode="relative",
+    covariance_estimator=None,
+    bias_correction=False,
+):
+    """Invariant Contamination Ratio of grouped views, in one call.
+
+    ``ICR = 1 / (1 + mean(lambda))`` where ``lambda`` solves
+    ``Sigma_s v = lambda (Sigma_xi + tau I) v``; computed by the trace identity
+    ``mean(lambda) = tr((Sigma_xi + tau I)^-1 Sigma_s) / d`` (no
+    eigendecomposition).
+
+    Parameters
+    ----------
+    views : array-like
+        ``(n_images, n_views, n_features)``, or flattened
+        ``(n_images, n_views * n_features)`` with ``n_views`` given or carried.
+    n_views : int or None, default=None
+        Views per image for flattened input.
+    tau : float, default=1e-3
+        Ridge on Sigma_xi; 0 means none.
+    tau_mode : {"relative", "absolute"}, default="relative"
+        Relative: ``tau * tr(Sigma_xi) / d``.
+    covariance_estimator : sklearn covariance estimator or None, default=None
+        Shrinkage for both covariances (see :func:`estimate_covariances`).
+    bias_correction : bool, default=False
+        Use ``cov(m) - Sigma_xi / V`` (projected to PSD) for Sigma_s.
+
+    Returns
+    -------
+    icr : float
+        In (0, 1]; lower is cleaner.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import icr_score
+    >>> rng = np.random.default_rng(0)
+    >>> s = rng.normal(size=(200, 1, 8))
+    >>> views = s + 0.5 * rng.normal(size=(200, 4, 8))
+    >>> round(icr_score(views), 2)
+    0.19
+    """
+    views = check_grouped_views(views, n_views)
+    stats = accumulate(views)
+    needs_rows = not is_streaming_estimator(covariance_estimator)
+    return decompose(
+        stats, tau=tau, tau_mode=tau_mode, covariance_estimator=covariance_estimator,
+        bias_correction=bias_correction, views=views if needs_rows else None, spectrum=False,
+    ).icr

@@ -1,0 +1,219 @@
+"""Generalized spectrum of (Sigma_s, Sigma_xi + tau I) and the ICR scalar.
+
+``Sigma_s v = lambda (Sigma_xi + tau I) v``: the eigenvalues are invariant
+signal-to-noise ratios along Fisher directions (LDA with each image its own
+class). ``ICR = 1 / (1 + mean(lambda))`` lies in (0, 1]; lower is cleaner.
+
+The mean eigenvalue equals ``tr((Sigma_xi + tau I)^-1 Sigma_s) / d``, computed
+from one Cholesky factorisation and inverse, without an eigendecomposition.
+"""
+
+import warnings
+
+import numpy as np
+from scipy import linalg
+from scipy.linalg import lapack
+
+__all__ = [
+    "resolve_tau",
+    "regularized_residual",
+    "generalized_spectrum",
+    "icr_from_eigenvalues",
+    "mean_invariant_snr",
+    "heldout_eigenvalues",
+    "SingularResidualWarning",
+]
+
+# relative size of the jitter added when Sigma_xi + tau I is numerically singular
+_JITTER = 1e-10
+
+
+class SingularResidualWarning(UserWarning):
+    """Sigma_xi + tau I is singular; a tiny ridge was added to keep ICR finite."""
+
+
+def resolve_tau(covariance_xi, tau, tau_mode="relative"):
+    """Return the absolute ridge ``tau`` added to Sigma_xi.
+
+    Parameters
+    ----------
+    covariance_xi : ndarray of shape (d, d)
+        Residual covariance.
+    tau : float
+        Ridge, >= 0. 0 means no regularisation.
+    tau_mode : {"relative", "absolute"}, default="relative"
+        "relative": ``tau * tr(Sigma_xi) / d`` (a fraction of the mean residual
+        variance, so the ridge follows the scale of the features and ICR stays
+        invariant to rescaling them). "absolute": ``tau`` as given.
+
+    Returns
+    -------
+    tau_abs : float
+    """
+    if tau < 0 or not np.isfinite(tau):
+        raise ValueError(f"tau must be a finite number >= 0, got {tau!r}.")
+    if tau_mode == "relative":
+        return float(tau * np.trace(covariance_xi) / covariance_xi.shape[0])
+    if tau_mode == "absolute":
+        return float(tau)
+    raise ValueError(f"tau_mode must be 'relative' or 'absolute', got {tau_mode!r}.")
+
+
+def _cholesky_upper(matrix):
+    factor, info = lapack.dpotrf(matrix, lower=0, clean=1)
+    return factor, info
+
+
+def regularized_residual(covariance_s, covariance_xi, tau_abs):
+    """``Sigma_xi + tau I``, made positive definite if it is not.
+
+    When Sigma_xi + tau I is singular (tau = 0 with rank-deficient Sigma_xi:
+    constant features, or d > N (V - 1)), a ridge of ``1e-10`` times the mean
+    residual variance (or of the invariant variance if the residual is zero)
+    is added and a :class:`SingularResidualWarning` is raised: the ICR stays
+    finite, never NaN.
+
+    Parameters
+    ----------
+    covariance_s : ndarray of shape (d, d)
+    covariance_xi : ndarray of shape (d, d)
+    tau_abs : float
+        Absolute ridge.
+
+    Returns
+    -------
+    b : ndarray of shape (d, d)
+        Positive-definite matrix.
+    cholesky : ndarray of shape (d, d)
+        Upper Cholesky factor of ``b``.
+    """
+    d = covariance_xi.shape[0]
+    b = covariance_xi.copy()
+    b.flat[:: d + 1] += tau_abs
+    factor, info = _cholesky_upper(b)
+    if info == 0:
+        return b, factor
+    scale = np.trace(covariance_xi) / d
+    if not scale > 0:
+        scale = np.trace(covariance_s) / d
+    if not scale > 0:
+        raise ValueError(
+            "All features are constant across views and images (Sigma_s = Sigma_xi = 0); "
+            "ICR is undefined."
+        )
+    ridge = _JITTER * scale
+    warnings.warn(
+        f"Sigma_xi + tau I is singular (tau={tau_abs:.3g}, d={d}); this happens with tau=0 "
+        "and constant features or more features than residual degrees of freedom "
+        f"N(V-1). Added a ridge of {ridge:.3g} to keep ICR finite; prefer tau > 0 or a "
+        "shrinkage covariance estimator.",
+        SingularResidualWarning,
+        stacklevel=3,
+    )
+    while True:
+        b = covariance_xi.copy()
+        b.flat[:: d + 1] += tau_abs + ridge
+        factor, info = _cholesky_upper(b)
+        if info == 0:
+            return b, factor
+        ridge *= 100.0
+
+
+def generalized_spectrum(covariance_s, covariance_xi, tau_abs=0.0):
+    """All generalized eigenvalues and Fisher directions, descending.
+
+    Parameters
+    ----------
+    covariance_s : ndarray of shape (d, d)
+    covariance_xi : ndarray of shape (d, d)
+    tau_abs : float, default=0.0
+        Absolute ridge added to Sigma_xi.
+
+    Returns
+    -------
+    eigenvalues : ndarray of shape (d,)
+        ``lambda_1 >= ... >= lambda_d >= 0`` (tiny negative round-off clipped).
+    directions : ndarray of shape (d, d)
+        Fisher directions, one per row, normalised so that
+        ``v^T (Sigma_xi + tau I) v = 1``.
+    """
+    b, _ = regularized_residual(covariance_s, covariance_xi, tau_abs)
+    eigenvalues, eigenvectors = linalg.eigh(covariance_s, b, check_finite=False)
+    order = np.argsort(eigenvalues)[::-1]
+    return np.clip(eigenvalues[order], 0.0, None), eigenvectors[:, order].T
+
+
+def icr_from_eigenvalues(eigenvalues):
+    """``ICR = 1 / (1 + mean(lambda))``.
+
+    Parameters
+    ----------
+    eigenvalues : array-like of shape (d,)
+        Generalized eigenvalues (invariant SNRs).
+
+    Returns
+    -------
+    icr : float
+        In (0, 1]; lower is cleaner.
+    """
+    return float(1.0 / (1.0 + np.mean(eigenvalues)))
+
+
+def mean_invariant_snr(covariance_s, covariance_xi, tau_abs=0.0):
+    """``mean(lambda) = tr((Sigma_xi + tau I)^-1 Sigma_s) / d`` without eigendecomposition.
+
+    One Cholesky factorisation and inverse (LAPACK ``potrf``/``potri``), then
+    an elementwise product: about ``d^3`` flops against ``~9 d^3`` for ``eigh``.
+
+    Parameters
+    ----------
+    covariance_s : ndarray of shape (d, d)
+    covariance_xi : ndarray of shape (d, d)
+    tau_abs : float, default=0.0
+        Absolute ridge added to Sigma_xi.
+
+    Returns
+    -------
+    mean_snr : float
+    """
+    _, factor = regularized_residual(covariance_s, covariance_xi, tau_abs)
+    inverse, info = lapack.dpotri(factor, lower=0)
+    if info != 0:  # pragma: no cover - potrf succeeded, so potri cannot fail
+        raise np.linalg.LinAlgError(f"potri failed with info={info}")
+    upper = np.triu(inverse)
+    inverse = upper + np.triu(inverse, 1).T
+    d = covariance_s.shape[0]
+    return max(float(np.sum(inverse * covariance_s)) / d, 0.0)
+
+
+def heldout_eigenvalues(directions, covariance_s, covariance_xi, tau_abs=0.0):
+    """Invariant SNRs of new data along fixed Fisher directions.
+
+    ``lambda_i = w_i^T Sigma_s w_i / w_i^T (Sigma_xi + tau I) w_i``. With the
+    directions fitted on the same data this gives back its eigenvalues.
+
+    Parameters
+    ----------
+    directions : ndarray of shape (k, d)
+        Fisher directions, one per row (from the training data).
+    covariance_s : ndarray of shape (d, d)
+        Sigma_s of the held-out data.
+    covariance_xi : ndarray of shape (d, d)
+        Sigma_xi of the held-out data.
+    tau_abs : float, default=0.0
+
+    Returns
+    -------
+    eigenvalues : ndarray of shape (k,)
+    """
+    d = covariance_xi.shape[0]
+    b = covariance_xi.copy()
+    b.flat[:: d + 1] += tau_abs
+    signal = np.einsum("ij,ij->i", directions @ covariance_s, directions)
+    noise = np.einsum("ij,ij->i", directions @ b, directions)
+    # a direction with no residual at all is perfectly invariant: its SNR is
+    # huge rather than undefined; directions with neither carry nothing
+    tiny = np.finfo(np.float64).tiny
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(noise > tiny, signal / np.maximum(noise, tiny), np.where(signal > tiny, 1.0 / _JITTER, 0.0))
+    return np.clip(ratio, 0.0, None)

@@ -1,0 +1,322 @@
+"""Streaming, mergeable sufficient statistics of grouped views.
+
+For image ``i`` with views ``h_iv`` (``v = 1..V``) the invariant estimate is the
+group mean ``m_i`` and the residual is ``xi_iv = h_iv - m_i``. Everything the
+covariances (and the Ledoit-Wolf / OAS shrinkage) need is a handful of power
+sums that add across chunks of whole images, so chunks can be fed in any order,
+merged, or all-reduced across processes, and give exactly the one-pass result.
+
+Residual rows: each image's ``V`` views times an orthonormal Helmert contrast
+``(V - 1, V)`` give ``V - 1`` rows whose scatter equals the image's residual
+scatter. ``N (V - 1)`` such rows carry the within-image covariance at its true
+degrees of freedom, so any covariance estimator fitted on them with
+``assume_centered=True`` sees the right sample size.
+"""
+
+import numpy as np
+from scipy.linalg import helmert
+
+__all__ = ["GroupedViewStatistics", "residual_contrast_rows"]
+
+
+def residual_contrast_rows(views):
+    """Rows whose scatter is the within-image (residual) scatter, at N(V-1) dof.
+
+    Parameters
+    ----------
+    views : ndarray of shape (n_images, n_views, n_features)
+        Grouped views.
+
+    Returns
+    -------
+    rows : ndarray of shape (n_images * (n_views - 1), n_features)
+        ``rows.T @ rows == sum_iv xi_iv xi_iv^T`` and each image contributes
+        ``n_views - 1`` orthonormal contrasts of its views.
+    """
+    n_images, n_views, n_features = views.shape
+    contrast = helmert(n_views, full=False)  # (V-1, V), orthonormal rows, orthogonal to 1
+    rows = np.einsum("kv,nvd->nkd", contrast, views, optimize=True)
+    return rows.reshape(n_images * (n_views - 1), n_features)
+
+
+def _shift_power_sums(n, s1, s2, s3, s4, delta):
+    """Re-express power sums of ``y`` as power sums of ``y + delta``.
+
+    With ``a = ||y||^2``: ``s1 = sum y``, ``s2 = sum y y^T``, ``s3 = sum a y``,
+    ``s4 = sum a^2``. Exact algebra; used to merge accumulators that were
+    centred at different points and to centre at the final mean.
+    """
+    dd = float(delta @ delta)
+    s2_delta = s2 @ delta
+    tr2 = float(np.trace(s2))
+    d_s1 = float(delta @ s1)
+    new_s4 = (
+        s4
+        + 4.0 * float(delta @ s2_delta)
+        + n * dd**2
+        + 4.0 * float(delta @ s3)
+        + 2.0 * dd * tr2
+        + 4.0 * dd * d_s1
+    )
+    new_s3 = s3 + 2.0 * s2_delta + dd * s1 + delta * (tr2 + 2.0 * d_s1 + n * dd)
+    outer = np.outer(delta, s1)
+    new_s2 = s2 + outer + outer.T + n * np.outer(delta, delta)
+    new_s1 = s1 + n * delta
+    return new_s1, new_s2, new_s3, new_s4
+
+
+class GroupedViewStatistics:
+    """Exact, mergeable sufficient statistics of grouped views (float64).
+
+    Parameters
+    ----------
+    n_features : int or None, default=None
+        Feature dimension; taken from the first chunk when None.
+    n_views : int or None, default=None
+        Views per image; taken from the first chunk when None.
+
+    Attributes
+    ----------
+    n_images : int
+        Number of images seen.
+    residual_scatter : ndarray of shape (n_features, n_features)
+        ``sum_iv xi_iv xi_iv^T``.
+    residual_fourth : float
+        ``sum_k ||r_k||^4`` over the residual contrast rows (for Ledoit-Wolf).
+    shift : ndarray of shape (n_features,)
+        Point the image-mean power sums are taken about (numerical stability).
+
+    Notes
+    -----
+    ``update`` takes chunks of whole images; ``merge`` adds another accumulator;
+    ``all_reduce`` sums the statistics across ``torch.distributed`` processes
+    (one all-reduce of a packed buffer, not an all-gather).
+    """
+
+    def __init__(self, n_features=None, n_views=None):
+        self.n_features = n_features
+        self.n_views = n_views
+        self.n_images = 0
+        self.shift = None
+        if n_features is not None:
+            self._allocate(n_features)
+
+    def _allocate(self, n_features):
+        self.n_features = int(n_features)
+        d = self.n_features
+        self.shift = np.zeros(d)
+        self.mean_sum = np.zeros(d)  # sum (m_i - shift)
+        self.mean_scatter = np.zeros((d, d))  # sum (m_i - shift)(m_i - shift)^T
+        self.mean_cubic = np.zeros(d)  # sum ||m_i - shift||^2 (m_i - shift)
+        self.mean_fourth = 0.0  # sum ||m_i - shift||^4
+        self.residual_scatter = np.zeros((d, d))
+        self.residual_fourth = 0.0
+
+    # ------------------------------------------------------------------ update
+    def update(self, views):
+        """Add a chunk of whole images.
+
+        Parameters
+        ----------
+        views : ndarray of shape (n_images, n_views, n_features)
+            Validated, finite grouped views.
+
+        Returns
+        -------
+        self : GroupedViewStatistics
+        """
+        views = np.asarray(views, dtype=np.float64)
+        if views.ndim != 3:
+            raise ValueError(f"update expects 3-D views, got shape {views.shape}.")
+        n, n_views, d = views.shape
+        if self.n_features is None:
+            self._allocate(d)
+        if d != self.n_features:
+            raise ValueError(
+                f"Chunk has {d} features per view but the statistics hold {self.n_features}."
+            )
+        if self.n_views is None:
+            self.n_views = n_views
+        if n_views != self.n_views:
+            raise ValueError(
+                f"Chunk has {n_views} views per image but the statistics hold {self.n_views}."
+            )
+        if n == 0:
+            return self
+        means = views.mean(axis=1)
+        if self.n_images == 0:
+            # centre the power sums near the data so that the centring at the
+            # end does not cancel large numbers
+            self.shift = means.mean(axis=0)
+        y = means - self.shift
+        sq = np.einsum("ij,ij->i", y, y)
+        self.mean_sum += y.sum(axis=0)
+        self.mean_scatter += y.T @ y
+        self.mean_cubic += sq @ y
+        self.mean_fourth += float(sq @ sq)
+
+        rows = residual_contrast_rows(views)
+        self.residual_scatter += rows.T @ rows
+        row_sq = np.einsum("ij,ij->i", rows, rows)
+        self.residual_fourth += float(row_sq @ row_sq)
+        self.n_images += n
+        return self
+
+    def _recentred(self, new_shift):
+        delta = self.shift - new_shift
+        return _shift_power_sums(
+            self.n_images, self.mean_sum, self.mean_scatter, self.mean_cubic,
+            self.mean_fourth, delta,
+        )
+
+    def _set_shift(self, new_shift):
+        s1, s2, s3, s4 = self._recentred(new_shift)
+        self.mean_sum, self.mean_scatter, self.mean_cubic, self.mean_fourth = s1, s2, s3, s4
+        self.shift = np.array(new_shift, dtype=np.float64)
+
+    def _check_compatible(self, other):
+        for name in ("n_features", "n_views"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not None and theirs is not None and mine != theirs:
+                raise ValueError(f"Cannot merge statistics with {name} {mine} and {theirs}.")
+
+    def merge(self, other):
+        """Add the statistics of ``other`` (disjoint images) into ``self``.
+
+        Parameters
+        ----------
+        other : GroupedViewStatistics
+            Statistics of other images.
+
+        Returns
+        -------
+        self : GroupedViewStatistics
+        """
+        self._check_compatible(other)
+        if other.n_images == 0:
+            return self
+        if self.n_images == 0:
+            self.__dict__.update(other.copy().__dict__)
+            return self
+        s1, s2, s3, s4 = other._recentred(self.shift)
+        self.mean_sum += s1
+        self.mean_scatter += s2
+        self.mean_cubic += s3
+        self.mean_fourth += s4
+        self.residual_scatter += other.residual_scatter
+        self.residual_fourth += other.residual_fourth
+        self.n_images += other.n_images
+        return self
+
+    def copy(self):
+        """Return an independent copy."""
+        new = GroupedViewStatistics.__new__(GroupedViewStatistics)
+        new.__dict__.update(
+            {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
+        )
+        return new
+
+    def all_reduce(self, group=None):
+        """Sum the statistics over all processes of a ``torch.distributed`` group.
+
+        Every rank must have called ``update`` with the same ``n_features`` and
+        ``n_views`` (a rank may hold zero images). Ranks first agree on a
+        common centring point (rank 0's), then one SUM all-reduce of a packed
+        float64 buffer adds everything. Afterwards every rank holds the totals.
+
+        Parameters
+        ----------
+        group : torch.distributed.ProcessGroup or None
+            Process group; the default group when None.
+
+        Returns
+        -------
+        self : GroupedViewStatistics
+        """
+        import torch
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("torch.distributed is not initialised; call init_process_group first.")
+        if self.n_features is None:
+            raise ValueError("all_reduce needs n_features; construct with n_features= on empty ranks.")
+        d = self.n_features
+        # rank 0 chooses the common centre (the mean of its images)
+        shift = torch.from_numpy(self._mean_or_shift().copy())
+        dist.broadcast(shift, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
+        self._set_shift(shift.numpy())
+        header = np.array([self.n_images, self.mean_fourth, self.residual_fourth], dtype=np.float64)
+        packed = np.concatenate([
+            header, self.mean_sum, self.mean_cubic,
+            self.mean_scatter.ravel(), self.residual_scatter.ravel(),
+        ])
+        buffer = torch.from_numpy(packed)
+        dist.all_reduce(buffer, op=dist.ReduceOp.SUM, group=group)
+        total = buffer.numpy()
+        self.n_images = int(round(total[0]))
+        self.mean_fourth, self.residual_fourth = float(total[1]), float(total[2])
+        offset = 3
+        self.mean_sum = total[offset:offset + d].copy(); offset += d
+        self.mean_cubic = total[offset:offset + d].copy(); offset += d
+        self.mean_scatter = total[offset:offset + d * d].reshape(d, d).copy(); offset += d * d
+        self.residual_scatter = total[offset:offset + d * d].reshape(d, d).copy()
+        return self
+
+    def _mean_or_shift(self):
+        if self.n_images == 0:
+            return self.shift
+        return self.shift + self.mean_sum / self.n_images
+
+    # ----------------------------------------------------------------- results
+    def _check_enough(self):
+        if self.n_images < 2:
+            raise ValueError(
+                f"At least 2 images are needed to estimate covariances; have {self.n_images}."
+            )
+
+    @property
+    def mean(self):
+        """Grand mean of the image means, shape (n_features,)."""
+        self._check_enough()
+        return self._mean_or_shift()
+
+    def centred_mean_moments(self):
+        """Scatter and fourth-moment sum of the centred image means.
+
+        Returns
+        -------
+        scatter : ndarray of shape (n_features, n_features)
+            ``sum_i (m_i - m)(m_i - m)^T``.
+        fourth : float
+            ``sum_i ||m_i - m||^4``.
+        """
+        self._check_enough()
+        _, s2, _, s4 = self._recentred(self.mean)
+        return (s2 + s2.T) / 2.0, s4
+
+    @property
+    def n_residual_rows(self):
+        """Degrees of freedom of the residual covariance, ``N (V - 1)``."""
+        return self.n_images * (self.n_views - 1)
+
+    def covariance_means(self):
+        """Unbiased covariance of the image means, ``scatter / (N - 1)``."""
+        scatter, _ = self.centred_mean_moments()
+        return scatter / (self.n_images - 1)
+
+    def covariance_residual(self):
+        """Unbiased within-image covariance, ``scatter / (N (V - 1))``."""
+        self._check_enough()
+        return (self.residual_scatter + self.residual_scatter.T) / (2.0 * self.n_residual_rows)
+
+    # --------------------------------------------------------- serialisation
+    def state_dict(self):
+        """Return the statistics as a dict of numpy arrays and numbers (for saving)."""
+        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_state_dict(cls, state):
+        """Rebuild statistics saved with :meth:`state_dict`."""
+        new = cls.__new__(cls)
+        new.__dict__.update(state)
+        return new
