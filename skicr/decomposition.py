@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .metrics._covariance import is_streaming_estimator
 from .metrics._icr import accumulate, decompose, heldout_icr
 from .metrics._statistics import GroupedViewStatistics
+from ._views import infer_n_views
 from .metrics._validation import resolve_n_views, split_views
 
 __all__ = ["InvariantResidualDecomposer"]
@@ -147,11 +148,14 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
     # ---------------------------------------------------------------- input
     def _validate_views(self, X, *, reset, min_images=2):
         """Return validated views (n_images, n_views, d) as float64."""
-        fitted_views = getattr(self, "n_views_", None) if not reset else None
-        n_views = resolve_n_views(X, self.n_views if self.n_views is not None else fitted_views)
+        fitted_views = None if reset else getattr(self, "n_views_", None)
+        if self.n_views is None and fitted_views is not None and infer_n_views(X) is None:
+            n_views = fitted_views  # plain 2-D input after fitting: the fitted layout
+        else:
+            n_views = resolve_n_views(X, self.n_views)
         if fitted_views is not None and n_views != fitted_views:
             raise ValueError(f"X has {n_views} views per image but the decomposer was fitted with {fitted_views}.")
-        if np.ndim(X) == 3:
+        if getattr(X, "ndim", None) == 3:
             values = np.asarray(X)
             X = values.reshape(values.shape[0], -1)
         X = validate_data(

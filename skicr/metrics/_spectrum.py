@@ -59,6 +59,13 @@ def resolve_tau(covariance_xi, tau, tau_mode="relative"):
     raise ValueError(f"tau_mode must be 'relative' or 'absolute', got {tau_mode!r}.")
 
 
+def _well_conditioned(factor):
+    # Cholesky can succeed on a matrix that is singular up to round-off;
+    # its diagonal squared bounds the eigenvalues' spread
+    diag = np.abs(np.diag(factor)) ** 2
+    return diag.min() > factor.shape[0] * np.finfo(np.float64).eps * diag.max()
+
+
 def _cholesky_upper(matrix):
     factor, info = lapack.dpotrf(matrix, lower=0, clean=1)
     return factor, info
@@ -91,11 +98,14 @@ def regularized_residual(covariance_s, covariance_xi, tau_abs):
     b = covariance_xi.copy()
     b.flat[:: d + 1] += tau_abs
     factor, info = _cholesky_upper(b)
-    if info == 0:
+    eps = np.finfo(np.float64).eps
+    negligible = np.trace(b) <= d * eps * np.trace(covariance_s)
+    if info == 0 and _well_conditioned(factor) and not negligible:
         return b, factor
-    scale = np.trace(covariance_xi) / d
-    if not scale > 0:
-        scale = np.trace(covariance_s) / d
+    scale_xi = np.trace(covariance_xi) / d
+    scale_s = np.trace(covariance_s) / d
+    # a residual at round-off level of the signal counts as no residual at all
+    scale = scale_xi if scale_xi > eps * scale_s else scale_s
     if not scale > 0:
         raise ValueError(
             "All features are constant across views and images (Sigma_s = Sigma_xi = 0); "
@@ -114,7 +124,7 @@ def regularized_residual(covariance_s, covariance_xi, tau_abs):
         b = covariance_xi.copy()
         b.flat[:: d + 1] += tau_abs + ridge
         factor, info = _cholesky_upper(b)
-        if info == 0:
+        if info == 0 and _well_conditioned(factor):
             return b, factor
         ridge *= 100.0
 

@@ -65,7 +65,7 @@ def split_views(X2d, n_views):
     n_images, n_columns = X2d.shape
     if n_columns % n_views:
         raise ValueError(
-            f"X has {n_columns} features, which is not divisible by n_views={n_views}: "
+            f"X has n_features={n_columns}, which is not divisible by n_views={n_views}: "
             "flattened views must be (n_images, n_views * n_features)."
         )
     return X2d.reshape(n_images, n_views, n_columns // n_views)
