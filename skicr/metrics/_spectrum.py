@@ -190,10 +190,11 @@ def mean_invariant_snr(covariance_s, covariance_xi, tau_abs=0.0):
     inverse, info = lapack.dpotri(factor, lower=0)
     if info != 0:  # pragma: no cover - potrf succeeded, so potri cannot fail
         raise np.linalg.LinAlgError(f"potri failed with info={info}")
+    # potri fills the upper triangle only: sum_ij inv_ij A_ij over a symmetric
+    # pair counts the strict upper triangle twice
     upper = np.triu(inverse)
-    inverse = upper + np.triu(inverse, 1).T
-    d = covariance_s.shape[0]
-    return max(float(np.sum(inverse * covariance_s)) / d, 0.0)
+    trace = 2.0 * np.vdot(upper, covariance_s) - np.dot(np.diag(upper), np.diag(covariance_s))
+    return max(float(trace) / covariance_s.shape[0], 0.0)
 
 
 def heldout_eigenvalues(directions, covariance_s, covariance_xi, tau_abs=0.0):
