@@ -11,8 +11,10 @@ from ._covariance import (
     ledoit_wolf_from_moments,
     oas_from_moments,
     project_psd,
+    shrinkage_coefficient,
     shrunk_from_moments,
 )
+from ._dual import dual_mean_invariant_snr
 from ._icr import Decomposition, accumulate, decompose, heldout_icr, icr_score
 from ._spectrum import (
     SingularResidualWarning,
@@ -22,6 +24,8 @@ from ._spectrum import (
     mean_invariant_snr,
     regularized_residual,
     resolve_tau,
+    singular_ridge,
+    tau_from_trace,
 )
 from ._statistics import GroupedViewStatistics, residual_contrast_rows
 from ._validation import check_grouped_views
@@ -35,6 +39,7 @@ __all__ = [
     "alpha_req",
     "check_grouped_views",
     "decompose",
+    "dual_mean_invariant_snr",
     "effective_rank",
     "estimate_covariances",
     "generalized_spectrum",
@@ -52,6 +57,9 @@ __all__ = [
     "regularized_residual",
     "residual_contrast_rows",
     "resolve_tau",
+    "singular_ridge",
+    "tau_from_trace",
+    "shrinkage_coefficient",
     "shrunk_from_moments",
     "uniformity",
 ]

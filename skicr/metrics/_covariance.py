@@ -28,6 +28,7 @@ __all__ = [
     "ledoit_wolf_from_moments",
     "oas_from_moments",
     "shrunk_from_moments",
+    "shrinkage_coefficient",
     "is_streaming_estimator",
     "estimate_covariances",
     "project_psd",
@@ -39,6 +40,57 @@ def _shrink(emp_cov, shrinkage):
     shrunk = (1.0 - shrinkage) * emp_cov
     shrunk.flat[:: emp_cov.shape[0] + 1] += shrinkage * mu
     return shrunk
+
+
+def ledoit_wolf_shrinkage_from_moments(n_samples, n_features, trace, frobenius2, fourth):
+    """Ledoit-Wolf coefficient from scalars, as sklearn's ``ledoit_wolf_shrinkage``.
+
+    Parameters
+    ----------
+    n_samples, n_features : int
+        Rows and columns of the centred data ``X``.
+    trace : float
+        ``tr(S)`` with ``S = X.T @ X / n_samples``.
+    frobenius2 : float
+        ``||S||_F^2``.
+    fourth : float
+        ``sum_k ||x_k||^4`` (the sum of ``X2.T @ X2``, ``X2 = X**2``).
+
+    Returns
+    -------
+    shrinkage : float
+    """
+    if n_features == 1:
+        return 0.0
+    mu = trace / n_features
+    beta_ = (fourth / n_samples - frobenius2) / (n_features * n_samples)
+    delta = (frobenius2 - 2.0 * mu * trace + n_features * mu**2) / n_features
+    beta = min(beta_, delta)
+    return 0.0 if beta == 0 else float(beta / delta)
+
+
+def oas_shrinkage_from_moments(n_samples, n_features, trace, frobenius2):
+    """OAS coefficient from scalars, as sklearn's ``OAS`` (same arguments as above).
+
+    Parameters
+    ----------
+    n_samples, n_features : int
+    trace : float
+        ``tr(S)``.
+    frobenius2 : float
+        ``||S||_F^2``.
+
+    Returns
+    -------
+    shrinkage : float
+    """
+    if n_features == 1:
+        return 0.0
+    alpha = frobenius2 / n_features**2
+    mu = trace / n_features
+    num = alpha + mu**2
+    den = (n_samples + 1) * (alpha - mu**2 / n_features)
+    return 1.0 if den == 0 else float(min(num / den, 1.0))
 
 
 def ledoit_wolf_from_moments(scatter, fourth, n_samples):
@@ -61,17 +113,11 @@ def ledoit_wolf_from_moments(scatter, fourth, n_samples):
     shrinkage : float
         ``delta`` in [0, 1].
     """
-    d = scatter.shape[0]
     emp_cov = scatter / n_samples
-    if d == 1:
-        return emp_cov.copy(), 0.0
-    mu = np.trace(emp_cov) / d
-    delta_ = float(np.sum(emp_cov**2))
-    beta_ = (fourth / n_samples - delta_) / (d * n_samples)
-    delta = (delta_ - 2.0 * mu * np.trace(emp_cov) + d * mu**2) / d
-    beta = min(beta_, delta)
-    shrinkage = 0.0 if beta == 0 else beta / delta
-    return _shrink(emp_cov, shrinkage), float(shrinkage)
+    shrinkage = ledoit_wolf_shrinkage_from_moments(
+        n_samples, emp_cov.shape[0], np.trace(emp_cov), float(np.sum(emp_cov**2)), fourth,
+    )
+    return _shrink(emp_cov, shrinkage), shrinkage
 
 
 def oas_from_moments(scatter, n_samples):
@@ -89,16 +135,37 @@ def oas_from_moments(scatter, n_samples):
     covariance : ndarray of shape (d, d)
     shrinkage : float
     """
-    d = scatter.shape[0]
     emp_cov = scatter / n_samples
-    if d == 1:
-        return emp_cov.copy(), 0.0
-    alpha = float(np.mean(emp_cov**2))
-    mu = np.trace(emp_cov) / d
-    num = alpha + mu**2
-    den = (n_samples + 1) * (alpha - mu**2 / d)
-    shrinkage = 1.0 if den == 0 else min(num / den, 1.0)
-    return _shrink(emp_cov, shrinkage), float(shrinkage)
+    shrinkage = oas_shrinkage_from_moments(
+        n_samples, emp_cov.shape[0], np.trace(emp_cov), float(np.sum(emp_cov**2)),
+    )
+    return _shrink(emp_cov, shrinkage), shrinkage
+
+
+def shrinkage_coefficient(estimator, n_samples, n_features, trace, frobenius2, fourth):
+    """Shrinkage a streaming estimator applies, from scalar moments of its rows.
+
+    Parameters
+    ----------
+    estimator : None or EmpiricalCovariance, ShrunkCovariance, LedoitWolf, OAS
+    n_samples, n_features : int
+    trace, frobenius2, fourth : float
+        ``tr(S)``, ``||S||_F^2``, ``sum_k ||x_k||^4`` of the centred rows.
+
+    Returns
+    -------
+    shrinkage : float
+        0 for the empirical covariance.
+    """
+    if estimator is None or type(estimator) is EmpiricalCovariance:
+        return 0.0
+    if type(estimator) is ShrunkCovariance:
+        return float(estimator.shrinkage)
+    if type(estimator) is LedoitWolf:
+        return ledoit_wolf_shrinkage_from_moments(n_samples, n_features, trace, frobenius2, fourth)
+    if type(estimator) is OAS:
+        return oas_shrinkage_from_moments(n_samples, n_features, trace, frobenius2)
+    raise TypeError(f"{type(estimator).__name__} is not a streaming covariance estimator.")
 
 
 def shrunk_from_moments(scatter, n_samples, shrinkage):
@@ -134,15 +201,11 @@ def is_streaming_estimator(estimator):
 
 
 def _streaming_covariance(estimator, scatter, fourth, n_samples):
-    if estimator is None or type(estimator) is EmpiricalCovariance:
-        return scatter / n_samples, 0.0
-    if type(estimator) is ShrunkCovariance:
-        return shrunk_from_moments(scatter, n_samples, estimator.shrinkage), float(estimator.shrinkage)
-    if type(estimator) is LedoitWolf:
-        return ledoit_wolf_from_moments(scatter, fourth, n_samples)
-    if type(estimator) is OAS:
-        return oas_from_moments(scatter, n_samples)
-    raise TypeError(f"{type(estimator).__name__} is not a streaming covariance estimator.")
+    emp_cov = scatter / n_samples
+    shrinkage = shrinkage_coefficient(
+        estimator, n_samples, emp_cov.shape[0], np.trace(emp_cov), float(np.sum(emp_cov**2)), fourth,
+    )
+    return (_shrink(emp_cov, shrinkage) if shrinkage else emp_cov), shrinkage
 
 
 def _fit_on_rows(estimator, rows):

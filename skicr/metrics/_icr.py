@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._covariance import estimate_covariances, is_streaming_estimator
+from ._dual import dual_mean_invariant_snr
 from ._spectrum import (
     generalized_spectrum,
     heldout_eigenvalues,
@@ -175,6 +176,7 @@ def icr_score(
     tau_mode="relative",
     covariance_estimator=None,
     bias_correction=False,
+    method="auto",
 ):
     """Invariant Contamination Ratio of grouped views, in one call.
 
@@ -198,6 +200,12 @@ def icr_score(
         Shrinkage for both covariances (see :func:`estimate_covariances`).
     bias_correction : bool, default=False
         Use ``cov(m) - Sigma_xi / V`` (projected to PSD) for Sigma_s.
+    method : {"auto", "primal", "dual"}, default="auto"
+        "primal" accumulates ``d x d`` covariances; "dual" works with
+        ``(rows x rows)`` Gram matrices (Woodbury), for features wider than
+        the number of rows, and never forms a ``d x d`` matrix. "auto" takes
+        the dual form when ``d > n_images * n_views`` (and the estimator
+        allows it), the primal form otherwise. Both agree to round-off.
 
     Returns
     -------
@@ -215,6 +223,21 @@ def icr_score(
     0.19
     """
     views = check_grouped_views(views, n_views)
+    if method not in ("auto", "primal", "dual"):
+        raise ValueError(f"method must be 'auto', 'primal' or 'dual', got {method!r}.")
+    n_images, n_views_, d = views.shape
+    dual_possible = is_streaming_estimator(covariance_estimator) and not bias_correction
+    if method == "dual" and not dual_possible:
+        raise ValueError(
+            "The dual form needs bias_correction=False (the PSD projection needs the d x d "
+            "matrix) and a streaming covariance estimator (None, EmpiricalCovariance, "
+            "ShrunkCovariance, LedoitWolf, OAS)."
+        )
+    if method == "dual" or (method == "auto" and dual_possible and d > n_images * n_views_):
+        snr = dual_mean_invariant_snr(
+            views, tau=tau, tau_mode=tau_mode, covariance_estimator=covariance_estimator,
+        )
+        return icr_from_eigenvalues([snr])
     stats = accumulate(views)
     needs_rows = not is_streaming_estimator(covariance_estimator)
     return decompose(

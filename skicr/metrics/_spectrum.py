@@ -22,6 +22,7 @@ __all__ = [
     "mean_invariant_snr",
     "heldout_eigenvalues",
     "SingularResidualWarning",
+    "singular_ridge",
 ]
 
 # relative size of the jitter added when Sigma_xi + tau I is numerically singular
@@ -50,10 +51,15 @@ def resolve_tau(covariance_xi, tau, tau_mode="relative"):
     -------
     tau_abs : float
     """
+    return tau_from_trace(np.trace(covariance_xi), covariance_xi.shape[0], tau, tau_mode)
+
+
+def tau_from_trace(trace_xi, n_features, tau, tau_mode="relative"):
+    """:func:`resolve_tau` from ``tr(Sigma_xi)`` alone (for the dual form)."""
     if tau < 0 or not np.isfinite(tau):
         raise ValueError(f"tau must be a finite number >= 0, got {tau!r}.")
     if tau_mode == "relative":
-        return float(tau * np.trace(covariance_xi) / covariance_xi.shape[0])
+        return float(tau * trace_xi / n_features)
     if tau_mode == "absolute":
         return float(tau)
     raise ValueError(f"tau_mode must be 'relative' or 'absolute', got {tau_mode!r}.")
@@ -69,6 +75,46 @@ def _well_conditioned(factor):
 def _cholesky_upper(matrix):
     factor, info = lapack.dpotrf(matrix, lower=0, clean=1)
     return factor, info
+
+
+def singular_ridge(trace_xi, trace_s, n_features, tau_abs):
+    """The ridge added (with a warning) when Sigma_xi + tau I is singular.
+
+    ``1e-10`` times the mean residual variance, or times the mean invariant
+    variance when the residual is zero up to round-off; an error when both
+    are zero (all features constant, ICR undefined).
+
+    Parameters
+    ----------
+    trace_xi, trace_s : float
+        ``tr(Sigma_xi)`` and ``tr(Sigma_s)``.
+    n_features : int
+    tau_abs : float
+        The ridge that was not enough (for the message).
+
+    Returns
+    -------
+    ridge : float
+    """
+    eps = np.finfo(np.float64).eps
+    scale_xi, scale_s = trace_xi / n_features, trace_s / n_features
+    # a residual at round-off level of the signal counts as no residual at all
+    scale = scale_xi if scale_xi > eps * scale_s else scale_s
+    if not scale > 0:
+        raise ValueError(
+            "All features are constant across views and images (Sigma_s = Sigma_xi = 0); "
+            "ICR is undefined."
+        )
+    ridge = _JITTER * scale
+    warnings.warn(
+        f"Sigma_xi + tau I is singular (tau={tau_abs:.3g}, d={n_features}); this happens with "
+        "tau=0 and constant features or more features than residual degrees of freedom "
+        f"N(V-1). Added a ridge of {ridge:.3g} to keep ICR finite; prefer tau > 0 or a "
+        "shrinkage covariance estimator.",
+        SingularResidualWarning,
+        stacklevel=4,
+    )
+    return ridge
 
 
 def regularized_residual(covariance_s, covariance_xi, tau_abs):
@@ -99,27 +145,11 @@ def regularized_residual(covariance_s, covariance_xi, tau_abs):
     b.flat[:: d + 1] += tau_abs
     factor, info = _cholesky_upper(b)
     eps = np.finfo(np.float64).eps
-    negligible = np.trace(b) <= d * eps * np.trace(covariance_s)
+    trace_xi, trace_s = np.trace(covariance_xi), np.trace(covariance_s)
+    negligible = np.trace(b) <= d * eps * trace_s
     if info == 0 and _well_conditioned(factor) and not negligible:
         return b, factor
-    scale_xi = np.trace(covariance_xi) / d
-    scale_s = np.trace(covariance_s) / d
-    # a residual at round-off level of the signal counts as no residual at all
-    scale = scale_xi if scale_xi > eps * scale_s else scale_s
-    if not scale > 0:
-        raise ValueError(
-            "All features are constant across views and images (Sigma_s = Sigma_xi = 0); "
-            "ICR is undefined."
-        )
-    ridge = _JITTER * scale
-    warnings.warn(
-        f"Sigma_xi + tau I is singular (tau={tau_abs:.3g}, d={d}); this happens with tau=0 "
-        "and constant features or more features than residual degrees of freedom "
-        f"N(V-1). Added a ridge of {ridge:.3g} to keep ICR finite; prefer tau > 0 or a "
-        "shrinkage covariance estimator.",
-        SingularResidualWarning,
-        stacklevel=3,
-    )
+    ridge = singular_ridge(trace_xi, trace_s, d, tau_abs)
     while True:
         b = covariance_xi.copy()
         b.flat[:: d + 1] += tau_abs + ridge
