@@ -1,0 +1,67 @@
+"""Primal (d x d) vs dual (Gram) ICR: crossover in d, and ICR at d = 65536.
+
+Run: ``python benchmarks/bench_dual.py [--quick]``. Rows are fixed
+(N * V = 4096: N = 1024 images, V = 4 views); d grows. Peak memory is the
+tracemalloc peak of numpy allocations during the call. No timing is asserted.
+"""
+
+import argparse
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, synthetic_views  # noqa: E402
+
+from skicr.metrics import icr_score  # noqa: E402
+
+
+def measure(views, method):
+    tracemalloc.start()
+    start = time.perf_counter()
+    value = icr_score(views, method=method)
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return seconds, peak, value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n_images, n_views = (256, 4) if args.quick else (1024, 4)
+    widths = [256, 1024, 2048] if args.quick else [512, 1024, 2048, 4096, 8192]
+    lines = [
+        f"Machine: {machine()}",
+        f"Command: `python benchmarks/bench_dual.py{' --quick' if args.quick else ''}`",
+        f"Rows: N={n_images} images x V={n_views} views = {n_images * n_views}",
+        "",
+        "| d | primal time | primal peak | dual time | dual peak | dual/primal time | rel. diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in widths:
+        views = synthetic_views(n_images, n_views, d, dtype=np.float32)
+        tp, mp, vp = measure(views, "primal")
+        td, md, vd = measure(views, "dual")
+        lines.append(f"| {d} | {tp:.2f} s | {mp:.0f} MiB | {td:.2f} s | {md:.0f} MiB | "
+                     f"{td / tp:.2f} | {abs(vd - vp) / vp:.1e} |")
+        print(lines[-1], flush=True)
+    big = 4096 if args.quick else 65536
+    views = synthetic_views(n_images, n_views, big, dtype=np.float32)
+    td, md, vd = measure(views, "auto")
+    lines += ["", f"d = {big} ({'256 channels x 16 x 16' if big == 65536 else 'quick'}), "
+              f"auto (dual): {td:.1f} s, peak {md:.0f} MiB above the {views.nbytes / 2**20:.0f} MiB "
+              f"float32 input, ICR = {vd:.4f}; a primal d x d float64 matrix alone would take "
+              f"{big * big * 8 / 2**30:.0f} GiB."]
+    text = "\n".join(lines)
+    print(text)
+    if not args.quick:
+        Path(__file__).with_name("results").joinpath("dual.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
