@@ -1,0 +1,44 @@
+"""Assemble docs/benchmarks.md from the latest benchmarks/results/*.md.
+
+Run after any benchmark: ``python benchmarks/collect.py``. Each results file
+is written by its benchmark script (machine, command, numbers).
+"""
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = [
+    ("core.md", "Numerical core", "benchmarks/bench_core.py"),
+    ("dual.md", "Primal vs dual (Gram) ICR for high-dimensional features", "benchmarks/bench_dual.py"),
+    ("extraction.md", "Feature extraction", "benchmarks/bench_extraction.py"),
+    ("selector.md", "Noise-level selection", "benchmarks/bench_selector.py"),
+    ("monitoring.md", "Training monitor", "benchmarks/track_experiment.py"),
+]
+
+
+def main():
+    parts = [
+        "# Benchmarks",
+        "",
+        "Every number below is measured, never asserted: speed goals are ratios measured side by "
+        "side in one run on the same machine (these machines are noisy), and each section names "
+        "the machine and the command that reproduces it. This page is assembled by "
+        "`python benchmarks/collect.py` from `benchmarks/results/`.",
+    ]
+    for filename, title, script in SECTIONS:
+        path = HERE / "results" / filename
+        parts += ["", f"## {title}", ""]
+        if path.exists():
+            body = path.read_text().strip()
+            # demote the result file's own headings below this section
+            body = "\n".join(("##" + line) if line.startswith("#") else line for line in body.splitlines())
+            parts.append(body)
+        else:
+            parts.append(f"Not measured yet: run `python {script}`.")
+    out = HERE.parent / "docs" / "benchmarks.md"
+    out.write_text("\n".join(parts) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
