@@ -1,0 +1,35 @@
+"""The project's own small diffusion denoiser: network, EDM training, sampler, weights.
+
+The embedded default backbone of skicr is :class:`SmallUNet`, an EDM raw
+network ``F`` called as ``net(c_in * x, c_noise)`` with images in [-1, 1],
+trained on sklearn's digits (16x16) by ``python -m skicr.models.train`` and
+shipped as ``skicr/models/weights/digits.pt``::
+
+    from skicr.models import load_pretrained, edm_sampler
+    net = load_pretrained("digits")          # raw F, eval mode, bottleneck net.mid
+    samples = edm_sampler(net, 16, seed=0)   # (16, 1, 16, 16) in [0, 1]
+"""
+
+from ._edm import P_MEAN, P_STD, SIGMA_DATA, EDMPrecond, edm_loss, edm_preconditioning
+from ._pretrained import PRETRAINED, load_denoiser, load_pretrained, save_denoiser
+from ._sampler import edm_sampler, edm_sigma_steps
+from ._training import TrainingResult, train_denoiser
+from ._unet import SmallUNet
+
+__all__ = [
+    "SmallUNet",
+    "EDMPrecond",
+    "edm_preconditioning",
+    "edm_loss",
+    "train_denoiser",
+    "TrainingResult",
+    "edm_sampler",
+    "edm_sigma_steps",
+    "load_pretrained",
+    "load_denoiser",
+    "save_denoiser",
+    "PRETRAINED",
+    "SIGMA_DATA",
+    "P_MEAN",
+    "P_STD",
+]
