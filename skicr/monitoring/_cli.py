@@ -1,0 +1,437 @@
+"""The ``skicr track`` command: train skicr's small denoiser on the digits and track ICR.
+
+``register(subparsers)`` adds the subcommand to the ``skicr`` parser (see
+:mod:`skicr.cli`). Before that is wired in, or to run it alone::
+
+    python -m skicr.monitoring._cli track --subset 128 --steps 3000
+
+Exit codes follow :mod:`skicr.cli`: 0 success, 2 bad arguments, 1 an error
+while running.
+"""
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+__all__ = ["register", "run_track", "main", "TRACK_DEFAULTS"]
+
+#: defaults of ``skicr track``: a run of a few CPU minutes on the full digits
+TRACK_DEFAULTS = {
+    "subset": None,
+    "steps": 1500,
+    "eval_every": 100,
+    "batch_size": 64,
+    "lr": 2e-3,
+    "ema_decay": 0.999,
+    "channels": [16, 32],
+    "mid_channels": 48,
+    "sigma": 0.2,
+    "layer": None,
+    "pooling": "auto",
+    "views": 4,
+    "icr_images": 512,
+    "samples": 128,
+    "sampler_steps": 18,
+    "warmup_steps": 300,
+    "min_rise": 0.02,
+    "seed": 0,
+}
+
+N_DIGITS = 1797
+
+
+def _error(message, code=2):
+    from skicr.cli import CLIError
+
+    return CLIError(message, code=code)
+
+
+def _int_at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}.") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}.")
+        return value
+
+    parse.__name__ = f"int>={minimum}"
+    return parse
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}.") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text!r}.")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}.") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text!r}.")
+    return value
+
+
+def _unit_interval(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}.") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1); got {text!r}.")
+    return value
+
+
+def register(subparsers):
+    """Add the ``track`` subcommand to an argparse ``subparsers`` object.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        From ``parser.add_subparsers()``.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+        The ``track`` parser; its ``func`` default is :func:`run_track`.
+    """
+    d = TRACK_DEFAULTS
+    parser = subparsers.add_parser(
+        "track",
+        help="train the small denoiser on the digits and track ICR and memorization",
+        description=(
+            "Train skicr's small EDM denoiser on sklearn's digits (all of them, or a "
+            "random --subset) and, every --eval-every steps, measure on the training "
+            "images the Invariant Contamination Ratio (ICR, fixed noise level and fixed "
+            "views), tr(Sigma_s), tr(Sigma_xi), and the memorization ratio of --samples "
+            "images drawn with a fixed seed. With plenty of data ICR keeps falling; with "
+            "little data it turns up before the samples start to copy training images. "
+            "Writes track.csv, track.png and track.json to --out. The defaults take a few "
+            "CPU minutes; raise --steps (and lower --subset) to see memorization."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--subset", type=_int_at_least(2), default=d["subset"],
+                        help=f"train on a random subset of this many digits (of {N_DIGITS}); "
+                             "default: all")
+    parser.add_argument("--steps", type=_int_at_least(1), default=d["steps"],
+                        help="optimizer steps")
+    parser.add_argument("--eval-every", type=_int_at_least(1), default=d["eval_every"],
+                        help="steps between evaluations (the untrained network is step 0)")
+    parser.add_argument("--batch-size", type=_int_at_least(1), default=d["batch_size"],
+                        help="images per optimizer step")
+    parser.add_argument("--lr", type=_positive_float, default=d["lr"], help="Adam learning rate")
+    parser.add_argument("--ema-decay", type=_unit_interval, default=d["ema_decay"],
+                        help="EMA decay of the weights (the EMA network is the one measured)")
+    parser.add_argument("--channels", type=_int_at_least(1), nargs=2, default=d["channels"],
+                        metavar=("C0", "C1"), help="SmallUNet channels at full and half resolution")
+    parser.add_argument("--mid-channels", type=_int_at_least(1), default=d["mid_channels"],
+                        help="SmallUNet bottleneck channels")
+    parser.add_argument("--sigma", type=_positive_float, default=d["sigma"],
+                        help="noise level of the views ICR is measured on")
+    parser.add_argument("--layer", default=d["layer"],
+                        help="layer measured (default: the bottleneck 'mid')")
+    parser.add_argument("--pooling", choices=["auto", "mean", "flatten"], default=d["pooling"],
+                        help="how the layer's feature map becomes a vector")
+    parser.add_argument("--views", type=_int_at_least(2), default=d["views"],
+                        help="views (augmentation + noise) per image")
+    parser.add_argument("--icr-images", type=_int_at_least(2), default=d["icr_images"],
+                        help="training images ICR is measured on (a fixed random subset when "
+                             "there are more)")
+    parser.add_argument("--samples", type=_int_at_least(0), default=d["samples"],
+                        help="samples per evaluation for the memorization ratio (0: skip it)")
+    parser.add_argument("--sampler-steps", type=_int_at_least(2), default=d["sampler_steps"],
+                        help="noise levels of EDM's Heun sampler")
+    parser.add_argument("--warmup-steps", type=_int_at_least(0), default=d["warmup_steps"],
+                        help="evaluations before this step are recorded but left out of the "
+                             "search for ICR's minimum (ICR of a fresh network moves up and "
+                             "down at first)")
+    parser.add_argument("--min-rise", type=_non_negative_float, default=d["min_rise"],
+                        help="smallest rise of ICR above its minimum, relative to it, that "
+                             "counts as a turning point (besides being significant)")
+    parser.add_argument("--early-stop", action="store_true",
+                        help="stop training once ICR has turned up (significantly, by at "
+                             "least --min-rise, after --warmup-steps)")
+    parser.add_argument("--save-checkpoints", action="store_true",
+                        help="save the EMA weights of every evaluation in --out/checkpoints")
+    parser.add_argument("--seed", type=_int_at_least(0), default=d["seed"],
+                        help="seed of the subset, the network, training, views and samples")
+    parser.add_argument("--threads", type=_int_at_least(1), default=None,
+                        help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:0, mps)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (created); default ./track-YYYYmmdd-HHMMSS")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, no per-step lines")
+    parser.set_defaults(func=run_track)
+    return parser
+
+
+def _default_out_dir(prefix):
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path.cwd() / f"{prefix}-{stamp}"
+    suffix = 1
+    while out.exists():
+        suffix += 1
+        out = Path.cwd() / f"{prefix}-{stamp}-{suffix}"
+    return out
+
+
+def _check_device(device):
+    if device is None:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise _error(f"unknown --device {device!r} (try cpu, cuda, cuda:0, mps).") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise _error(f"--device {device!r}: CUDA is not available on this machine.")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise _error(f"--device {device!r}: MPS is not available on this machine.")
+    return device
+
+
+def _select_images(subset, icr_images, seed):
+    """Training images (all digits or a seeded subset) and the ones ICR is measured on."""
+    import numpy as np
+
+    from skicr.datasets import load_digits_images
+
+    images = load_digits_images(16, return_y=False)
+    rng = np.random.default_rng(seed)
+    if subset is not None:
+        images = images[np.sort(rng.choice(len(images), subset, replace=False))]
+    measured = images
+    if icr_images < len(images):
+        measured = images[np.sort(rng.choice(len(images), icr_images, replace=False))]
+    return images, measured
+
+
+def run_track(args):
+    """Run ``skicr track`` with parsed arguments; returns the exit code.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From the parser built by :func:`register`.
+
+    Returns
+    -------
+    code : int
+        0 on success. Bad arguments raise ``skicr.cli.CLIError`` (code 2).
+    """
+    started = time.perf_counter()
+    if args.subset is not None and args.subset > N_DIGITS:
+        raise _error(f"--subset {args.subset} exceeds the {N_DIGITS} digits.")
+    if args.eval_every > args.steps:
+        raise _error(
+            f"--eval-every {args.eval_every} exceeds --steps {args.steps}: there would be "
+            "no evaluation during training."
+        )
+    device = _check_device(args.device)
+    out = Path(args.out) if args.out is not None else _default_out_dir("track")
+    if out.exists() and not out.is_dir():
+        raise _error(f"--out {str(out)!r} exists and is not a folder.")
+
+    import torch
+    from sklearn.base import clone
+
+    from skicr.extraction import FeatureExtractor
+    from skicr.models import SmallUNet, save_denoiser, train_denoiser
+
+    from ._monitor import ICRMonitor
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    images, measured = _select_images(args.subset, args.icr_images, args.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        net = SmallUNet(in_channels=1, channels=tuple(args.channels),
+                        mid_channels=args.mid_channels, image_size=16)
+    if device is not None:
+        net.to(device)
+    extractor = FeatureExtractor(None, layer=args.layer, sigma=args.sigma, n_views=args.views,
+                                 pooling=args.pooling, batch_size=256, device=device,
+                                 random_state=args.seed)
+    try:
+        # resolve the layer on one image now, not after the first training steps
+        layer = clone(extractor).set_params(backbone=net).fit(measured[:1]).layer_
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _error(str(exc)) from None
+    monitor = ICRMonitor(measured, extractor,
+                         n_samples=args.samples, sampler_steps=args.sampler_steps,
+                         sampler_seed=args.seed, training_images=images,
+                         early_stopping=args.early_stop,
+                         early_stopping_warmup=args.warmup_steps,
+                         turning_point_params={"min_rise": args.min_rise}, device=device,
+                         verbose=not args.quiet)
+    n_params = sum(p.numel() for p in net.parameters())
+    what = f"a random subset of {len(images)}" if args.subset is not None else f"all {len(images)}"
+    print(f"skicr track: SmallUNet ({n_params:,} parameters) on {what} digits, {args.steps} "
+          f"steps of {args.batch_size}; ICR of layer {layer!r} at sigma={args.sigma:g} on "
+          f"{len(measured)} images x {args.views} views every {args.eval_every} steps"
+          + (f"; memorization ratio of {args.samples} samples" if args.samples else ""),
+          file=sys.stderr)
+
+    checkpoints = out / "checkpoints"
+
+    def callback(step, ema_net):
+        if args.save_checkpoints:
+            save_denoiser(ema_net, checkpoints / f"step{step:07d}.pt", metadata={"step": step})
+        return monitor(step, ema_net)
+
+    out.mkdir(parents=True, exist_ok=True)
+    callback(0, net.eval())  # the untrained network: where ICR starts
+    try:
+        result = train_denoiser(images, n_steps=args.steps, batch_size=args.batch_size,
+                                lr=args.lr, ema_decay=args.ema_decay, seed=args.seed, net=net,
+                                callback=callback, callback_every=args.eval_every,
+                                progress=not args.quiet, device=device)
+    except FloatingPointError as exc:
+        raise _error(f"training diverged: {exc}", code=1) from None
+
+    frame = monitor.to_frame()
+    frame.to_csv(out / "track.csv", index=False)
+    tested = int((frame["step"] >= args.warmup_steps).sum())
+    turning = monitor.turning_point(start_step=args.warmup_steps) if tested >= 3 else None
+    onset = monitor.memorization_onset()
+    summary = _summary(frame, turning, onset, monitor.stopped_at_)
+    print(summary)
+    report = {
+        "command": "skicr track",
+        "settings": {
+            "n_training_images": int(len(images)),
+            "subset": args.subset,
+            "steps": args.steps,
+            "steps_done": int(result.history["step"][-1]) if result.history["step"] else 0,
+            "eval_every": args.eval_every,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "ema_decay": args.ema_decay,
+            "channels": list(args.channels),
+            "mid_channels": args.mid_channels,
+            "n_parameters": int(n_params),
+            "layer": layer,
+            "pooling": args.pooling,
+            "sigma": args.sigma,
+            "views": args.views,
+            "icr_images": int(len(measured)),
+            "samples": args.samples,
+            "sampler_steps": args.sampler_steps,
+            "warmup_steps": args.warmup_steps,
+            "min_rise": args.min_rise,
+            "seed": args.seed,
+            "device": args.device or "cpu",
+        },
+        "icr_minimum": None if turning is None else {
+            "step": turning.step,
+            "found": turning.found,
+            "confidence": turning.confidence,
+            "p_value": turning.p_value,
+            "rise": turning.rise,
+            "noise": turning.noise,
+            "step_interval": list(turning.step_interval),
+        },
+        "memorization_onset_step": onset,
+        "stopped_early": bool(result.history["stopped_early"]),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    (out / "track.json").write_text(json.dumps(report, indent=2) + "\n")
+    _save_figure(monitor, out / "track.png",
+                 f"skicr track: {len(images)} digits, layer {layer}, sigma {args.sigma:g}",
+                 args.warmup_steps if tested >= 3 else 0)
+    print(f"wrote {out / 'track.csv'}, track.json" + (", track.png" if (out / "track.png").exists() else ""))
+    return 0
+
+
+def _summary(frame, turning, onset, stopped_at):
+    """The lines printed at the end of a run."""
+    last = frame.iloc[-1]
+    lines = [f"{len(frame)} evaluations; last (step {int(last['step'])}): ICR {last['icr']:.4f}, "
+             f"tr(Sigma_s) {last['trace_s']:.4g}, tr(Sigma_xi) {last['trace_xi']:.4g}"
+             + (f", memorization ratio {last['memorization_ratio']:.3f}"
+                if "memorization_ratio" in frame else "")]
+    if turning is None:
+        lines.append("too few evaluations after the warm-up to look for an ICR minimum.")
+    elif turning.step is None:
+        lines.append("ICR is still decreasing: no turning point.")
+    elif turning.found:
+        lines.append(f"ICR turned up: minimum at step {turning.step} (90% interval "
+                     f"{turning.step_interval[0]:.0f}-{turning.step_interval[1]:.0f}), "
+                     f"confidence {turning.confidence:.3f}"
+                     + (f"; training stopped at step {stopped_at}" if stopped_at is not None
+                        else ""))
+    else:
+        lines.append(f"ICR minimum at step {turning.step} but the rise after it "
+                     f"({turning.rise:.4f}) is not significant or below --min-rise "
+                     f"(confidence {turning.confidence:.3f}).")
+    if "memorization_ratio" in frame:
+        if onset is None:
+            lines.append("memorization ratio stayed below 0.05.")
+        else:
+            lines.append(f"memorization ratio reached 0.05 at step {onset}"
+                         + (f", {onset - turning.step} steps after the ICR minimum"
+                            if turning is not None and turning.found and turning.step is not None
+                            else ""))
+    return "\n".join(lines)
+
+
+def _save_figure(monitor, path, title, start_step):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is not installed, track.png not written "
+              "(pip install 'skicr[plot]').", file=sys.stderr)
+        return
+    axes = monitor.plot(title=title, start_step=start_step)
+    figure = axes[0].figure
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv=None):
+    """Run ``track`` alone (before it is wired into ``skicr``); returns the exit code.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Arguments without the program name, starting with ``track``; None
+        reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    code : int
+    """
+    from skicr.cli import CLIError
+
+    parser = argparse.ArgumentParser(prog="skicr")
+    register(parser.add_subparsers(dest="command", title="commands", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CLIError as exc:
+        print(f"skicr {args.command}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print(f"skicr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
