@@ -79,7 +79,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         Absolute ridge used.
     eigenvalues_ : ndarray of shape (d,)
         All generalized eigenvalues (invariant SNRs), descending.
-    components_ : ndarray of shape (n_components_, d)
+    components_ : ndarray of shape (n_components, d)
         Fisher directions, one per row, ``v^T (Sigma_xi + tau I) v = 1``.
     n_components_ : int
         Number of directions kept.
@@ -207,6 +207,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         Returns
         -------
         self : InvariantResidualDecomposer
+            The estimator, with statistics of all images seen so far.
         """
         first = not hasattr(self, "_stats")
         if first:
@@ -263,7 +264,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
 
         Returns
         -------
-        X_new : ndarray of shape (n_images, n_components_)
+        X_new : ndarray of shape (n_images, n_components)
             ``(m_i - mean_) @ components_.T``, one row per image.
         """
         check_is_fitted(self, "components_")
@@ -274,9 +275,14 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """Minus the held-out ICR of ``X`` along the fitted Fisher directions.
 
         On new views, ``lambda_i = w_i^T Sigma_s w_i / w_i^T (Sigma_xi + tau I) w_i``
-        with the training directions ``w_i`` (all ``d`` of them) and the
-        covariances of ``X`` estimated as in :meth:`fit`. On the training data
-        this is ``-icr_``. Greater is better, as sklearn expects.
+        with the training directions ``w_i`` (all ``d`` of them) and the plain
+        (unbiased empirical) covariances of ``X``, with the same ``tau`` rule
+        and bias correction as the fit. The covariance estimator shapes the
+        directions only: measuring every candidate on the same plain held-out
+        covariances keeps a comparison of shrinkage choices fair (an
+        estimator does not get to regularise the data it is judged on). With
+        ``covariance_estimator=None`` and the training data, this is ``-icr_``.
+        Greater is better, as sklearn expects.
 
         Parameters
         ----------
@@ -294,7 +300,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         views = self._validate_views(X, reset=False)
         return -heldout_icr(
             self._directions, views, tau=self.tau, tau_mode=self.tau_mode,
-            covariance_estimator=self.covariance_estimator, bias_correction=self.bias_correction,
+            covariance_estimator=None, bias_correction=self.bias_correction,
         )
 
     def __sklearn_tags__(self):

@@ -62,6 +62,7 @@ class ICRScorer:
         Returns
         -------
         score : float
+            ``-ICR`` of ``X``, in [-1, 0); greater is better.
         """
         before, decomposer = _find_decomposer(estimator)
         for step in before:

@@ -855,6 +855,13 @@ def list_layers(backbone, max_depth=None):
     names : list of str
         Submodule names in registration order (``mid_block``,
         ``transformer_blocks.3``, ...).
+
+    Examples
+    --------
+    >>> from skicr.extraction import list_layers
+    >>> from skicr.models import SmallUNet
+    >>> list_layers(SmallUNet(), max_depth=1)
+    ['noise_embed', 'stem', 'down', 'mid', 'up', 'out']
     """
     if isinstance(backbone, nn.Module) and not (
         _is_diffusers(backbone, "UNet2DModel") or _is_diffusers(backbone, "DiTTransformer2DModel")

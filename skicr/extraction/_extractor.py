@@ -373,6 +373,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : FeatureExtractor
+            The extractor, with the backbone, layer and feature width resolved.
         """
         backbone = as_backbone(self.backbone)
         device = torch.device(self.device) if self.device is not None else backbone.device
@@ -423,7 +424,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        views : ndarray of shape (n_images, n_views, n_features_out_), float32
+        views : ndarray of shape (n_images, n_views, n_features_out), float32
+            Pooled layer features of every view of every image.
         """
         check_is_fitted(self)
         self._validate_params()
@@ -441,7 +443,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X : ViewArray of shape (n_images, n_views * n_features_out_)
+        X : ViewArray of shape (n_images, n_views * n_features_out)
             A float32 ndarray that carries ``n_views``; columns
             ``[v * d:(v + 1) * d]`` are view ``v``. A DataFrame with
             ``view{v}_...`` columns under ``set_output(transform="pandas")``.
@@ -460,6 +462,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         Returns
         -------
         feature_names_out : ndarray of str objects
+            ``view{v}_{layer}_{j}``, views contiguous.
         """
         check_is_fitted(self, "n_features_out_")
         names = [f"{self.layer_}_{j}" for j in range(self.n_features_out_)]

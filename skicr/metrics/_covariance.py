@@ -191,9 +191,17 @@ def shrunk_from_moments(scatter, n_samples, shrinkage):
 def is_streaming_estimator(estimator):
     """Whether ``estimator`` can be computed from the statistics alone.
 
-    True for None and for exact instances of sklearn's ``EmpiricalCovariance``,
-    ``ShrunkCovariance``, ``LedoitWolf`` and ``OAS`` (not subclasses, whose
-    ``fit`` may do something else).
+    Parameters
+    ----------
+    estimator : object or None
+        A covariance estimator.
+
+    Returns
+    -------
+    streaming : bool
+        True for None and for exact instances of sklearn's
+        ``EmpiricalCovariance``, ``ShrunkCovariance``, ``LedoitWolf`` and
+        ``OAS`` (not subclasses, whose ``fit`` may do something else).
     """
     return estimator is None or type(estimator) in (
         EmpiricalCovariance, ShrunkCovariance, LedoitWolf, OAS,

@@ -151,8 +151,16 @@ def heldout_icr(
         Fisher directions, one per row.
     views : ndarray of shape (n_images, n_views, d)
         Held-out views (validated).
-    tau, tau_mode, covariance_estimator, bias_correction
-        As in :func:`decompose`; applied to the held-out covariances.
+    tau : float, default=1e-3
+        Ridge on the held-out Sigma_xi, as in :func:`decompose`.
+    tau_mode : {"relative", "absolute"}, default="relative"
+        Rule for ``tau`` applied to the held-out Sigma_xi.
+    covariance_estimator : sklearn covariance estimator or None, default=None
+        Estimator for the held-out covariances. Scorers leave it None so that
+        every candidate is measured on the same plain covariances of the
+        held-out data (see :meth:`InvariantResidualDecomposer.score`).
+    bias_correction : bool, default=False
+        As in :func:`decompose`.
 
     Returns
     -------

@@ -55,7 +55,22 @@ def resolve_tau(covariance_xi, tau, tau_mode="relative"):
 
 
 def tau_from_trace(trace_xi, n_features, tau, tau_mode="relative"):
-    """:func:`resolve_tau` from ``tr(Sigma_xi)`` alone (for the dual form)."""
+    """:func:`resolve_tau` from ``tr(Sigma_xi)`` alone (for the dual form).
+
+    Parameters
+    ----------
+    trace_xi : float
+        ``tr(Sigma_xi)``.
+    n_features : int
+        Dimension ``d``.
+    tau : float
+        Ridge, >= 0.
+    tau_mode : {"relative", "absolute"}, default="relative"
+
+    Returns
+    -------
+    tau_abs : float
+    """
     if tau < 0 or not np.isfinite(tau):
         raise ValueError(f"tau must be a finite number >= 0, got {tau!r}.")
     if tau_mode == "relative":

@@ -212,7 +212,13 @@ class GroupedViewStatistics:
         return self
 
     def copy(self):
-        """Return an independent copy."""
+        """Return an independent copy.
+
+        Returns
+        -------
+        stats : GroupedViewStatistics
+            A deep copy of the arrays and counts.
+        """
         new = GroupedViewStatistics.__new__(GroupedViewStatistics)
         new.__dict__.update(
             {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
@@ -303,23 +309,51 @@ class GroupedViewStatistics:
         return self.n_images * (self.n_views - 1)
 
     def covariance_means(self):
-        """Unbiased covariance of the image means, ``scatter / (N - 1)``."""
+        """Unbiased covariance of the image means, ``scatter / (N - 1)``.
+
+        Returns
+        -------
+        covariance : ndarray of shape (n_features, n_features)
+            The plug-in Sigma_s.
+        """
         scatter, _ = self.centred_mean_moments()
         return scatter / (self.n_images - 1)
 
     def covariance_residual(self):
-        """Unbiased within-image covariance, ``scatter / (N (V - 1))``."""
+        """Unbiased within-image covariance, ``scatter / (N (V - 1))``.
+
+        Returns
+        -------
+        covariance : ndarray of shape (n_features, n_features)
+            Sigma_xi.
+        """
         self._check_enough()
         return (self.residual_scatter + self.residual_scatter.T) / (2.0 * self.n_residual_rows)
 
     # --------------------------------------------------------- serialisation
     def state_dict(self):
-        """Return the statistics as a dict of numpy arrays and numbers (for saving)."""
+        """Return the statistics as a dict of numpy arrays and numbers (for saving).
+
+        Returns
+        -------
+        state : dict
+            Copies of every array and count; see :meth:`from_state_dict`.
+        """
         return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
 
     @classmethod
     def from_state_dict(cls, state):
-        """Rebuild statistics saved with :meth:`state_dict`."""
+        """Rebuild statistics saved with :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state : dict
+            What :meth:`state_dict` returned (e.g. after ``np.savez`` / ``torch.save``).
+
+        Returns
+        -------
+        stats : GroupedViewStatistics
+        """
         new = cls.__new__(cls)
         new.__dict__.update(state)
         return new
