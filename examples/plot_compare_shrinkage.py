@@ -108,9 +108,9 @@ for estimator in [LedoitWolf(), OAS()]:
 # -----------------
 # Each candidate's score is the ICR of the test images along the Fisher
 # directions fitted on the training images, with the test covariances
-# estimated by the same estimator. So it judges the estimator as a whole:
-# how well its training directions carry over to new images, and how it
-# regularises the covariances it is scored on. Read the ranking together
+# estimated plainly (unbiased empirical) for every candidate: the estimator
+# shapes the directions only, so the score asks how well each candidate's
+# training directions carry over to new images. Read the ranking together
 # with the fold-to-fold spread (``ICR std``): differences smaller than the
 # spread do not rank anything. The probe's accuracy, on the same folds, is
 # the labelled check; on these easy digits it varies little between the
