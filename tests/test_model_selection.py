@@ -1,0 +1,353 @@
+"""NoiseLevelSelector: the grid logic on a fake extractor with a known optimum."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from joblib import parallel_config
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, KFold
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skicr import NoiseLevelSelector
+from skicr._views import ViewArray
+from skicr.metrics import icr_score
+
+SIGMAS = np.geomspace(0.01, 1.0, 5)  # the fake optimum 0.1 is the middle point
+BEST_SIGMA = 0.1
+
+
+class FakeExtractor(TransformerMixin, BaseEstimator):
+    """Views whose invariant SNR is U-shaped in log sigma, peaking at ``best_sigma``.
+
+    Each view is the image's first ``n_features`` pixels plus Gaussian noise of
+    std ``0.3 * (sigma / best_sigma + best_sigma / sigma)``: the residual is
+    smallest at ``best_sigma`` and symmetric in log sigma around it. The
+    class attribute ``n_transform_calls`` counts the "backbone" runs.
+    """
+
+    n_transform_calls = 0
+
+    def __init__(self, sigma=1.0, n_views=3, n_features=6, best_sigma=BEST_SIGMA,
+                 random_state=None):
+        self.sigma = sigma
+        self.n_views = n_views
+        self.n_features = n_features
+        self.best_sigma = best_sigma
+        self.random_state = random_state
+
+    def fit(self, images, y=None):
+        self.n_features_out_ = self.n_features
+        return self
+
+    def transform_views(self, images):
+        type(self).n_transform_calls += 1
+        images = np.asarray(images, dtype=float).reshape(len(images), -1)
+        signal = images[:, : self.n_features]
+        rng = np.random.default_rng(self.random_state)
+        noise_std = 0.3 * (self.sigma / self.best_sigma + self.best_sigma / self.sigma)
+        eps = rng.standard_normal((len(images), self.n_views, self.n_features))
+        return signal[:, None, :] + noise_std * eps
+
+    def transform(self, images):
+        views = self.transform_views(images)
+        return ViewArray(views.reshape(len(views), -1), self.n_views)
+
+
+class NaNExtractor(FakeExtractor):
+    def transform_views(self, images):
+        views = super().transform_views(images)
+        views[0, 0, 0] = np.nan
+        return views
+
+
+def make_images(n_images=60, n_classes=3, n_pixels=8, seed=0):
+    """Images as class centre + spread, so a probe can read the class."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_images) % n_classes
+    centres = 2.0 * rng.standard_normal((n_classes, n_pixels))
+    images = centres[y] + 0.7 * rng.standard_normal((n_images, n_pixels))
+    return images, y
+
+
+@pytest.fixture
+def data():
+    return make_images()
+
+
+def fit_selector(images, y=None, **params):
+    params.setdefault("random_state", 0)
+    params.setdefault("cv", 3)
+    selector = NoiseLevelSelector(FakeExtractor(), SIGMAS, **params)
+    return selector.fit(images, y)
+
+
+def test_best_sigma_is_the_known_minimum(data):
+    images, _ = data
+    selector = fit_selector(images)
+    assert selector.best_sigma_ == pytest.approx(BEST_SIGMA)
+    assert selector.best_index_ == 2
+    icr = selector.cv_results_["mean_icr"]
+    # U-shape: falls to the optimum, then rises
+    assert np.all(np.diff(icr[:3]) < 0) and np.all(np.diff(icr[2:]) > 0)
+    assert np.all((icr > 0) & (icr <= 1))
+    assert selector.best_score_ == pytest.approx(-icr[2])
+    assert selector.cv_results_["rank_icr"][2] == 1
+
+
+def test_cv_results_keys_and_shapes(data):
+    images, _ = data
+    selector = fit_selector(images, cv=3)
+    results = selector.cv_results_
+    expected = {
+        "sigma", "mean_icr", "std_icr", "rank_icr", "split0_icr", "split1_icr", "split2_icr",
+        "extract_time", "mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time",
+    }
+    assert set(results) == expected  # no probe keys without a probe
+    for key, value in results.items():
+        assert isinstance(value, np.ndarray) and value.shape == (SIGMAS.size,), key
+        assert not np.any(np.isnan(value)), key
+    np.testing.assert_allclose(results["sigma"], SIGMAS)
+    splits = np.stack([results[f"split{k}_icr"] for k in range(3)], axis=1)
+    np.testing.assert_allclose(results["mean_icr"], splits.mean(axis=1))
+    np.testing.assert_allclose(results["std_icr"], splits.std(axis=1))
+    assert selector.n_splits_ == 3
+    frame = pd.DataFrame(results)
+    assert frame.shape == (SIGMAS.size, len(expected))
+
+
+def test_same_random_state_same_numbers(data):
+    images, _ = data
+    first = fit_selector(images, random_state=7).cv_results_
+    second = fit_selector(images, random_state=7).cv_results_
+    other = fit_selector(images, random_state=8).cv_results_
+    np.testing.assert_array_equal(first["mean_icr"], second["mean_icr"])
+    assert not np.allclose(first["mean_icr"], other["mean_icr"])
+
+
+def test_results_do_not_depend_on_n_jobs(data):
+    images, y = data
+    probe = LogisticRegression(max_iter=500)
+    serial = fit_selector(images, y, probe=probe, n_jobs=1)
+    parallel = fit_selector(images, y, probe=probe, n_jobs=2)
+    for key in ("mean_icr", "std_icr", "split1_icr", "mean_probe_accuracy"):
+        np.testing.assert_allclose(serial.cv_results_[key], parallel.cv_results_[key], rtol=1e-10)
+    assert serial.best_sigma_ == parallel.best_sigma_
+
+
+def test_joblib_backend_is_configurable(data):
+    images, _ = data
+    reference = fit_selector(images).cv_results_["mean_icr"]
+    with parallel_config(backend="threading", n_jobs=2):
+        threaded = fit_selector(images).cv_results_["mean_icr"]
+    np.testing.assert_allclose(reference, threaded, rtol=1e-10)
+
+
+@pytest.mark.parametrize("cv", [None, 1, 2, 5])
+def test_backbone_runs_once_per_sigma_whatever_the_folds(data, cv):
+    images, _ = data
+    FakeExtractor.n_transform_calls = 0
+    fit_selector(images, cv=cv, refit=False, n_jobs=1)
+    assert FakeExtractor.n_transform_calls == SIGMAS.size
+    FakeExtractor.n_transform_calls = 0
+    fit_selector(images, cv=cv, refit=True, n_jobs=1)
+    # refit extracts once more, at the best sigma only
+    assert FakeExtractor.n_transform_calls == SIGMAS.size + 1
+
+
+def test_in_sample_icr_without_split(data):
+    images, _ = data
+    selector = fit_selector(images, cv=1, refit=False)
+    assert selector.n_splits_ == 1
+    assert set(selector.cv_results_) >= {"split0_icr", "mean_icr"}
+    np.testing.assert_array_equal(selector.cv_results_["std_icr"], 0.0)
+    # matches the functional ICR on all images, extracted with the selector's seed
+    seeded = selector._seeded_extractor(
+        int(np.random.RandomState(0).randint(np.iinfo(np.int32).max, size=2)[1])
+    )
+    views = seeded.set_params(sigma=SIGMAS[1]).fit(images).transform_views(images)
+    assert selector.cv_results_["mean_icr"][1] == pytest.approx(icr_score(views), rel=1e-8)
+    assert fit_selector(images, cv=None, refit=False).cv_results_["mean_icr"] == pytest.approx(
+        selector.cv_results_["mean_icr"]
+    )
+
+
+def test_probe_accuracy_is_reported_not_used(data):
+    images, y = data
+    probe = LogisticRegression(max_iter=500)
+    selector = fit_selector(images, y, probe=probe, cv=3)
+    results = selector.cv_results_
+    for key in ("mean_probe_accuracy", "std_probe_accuracy", "rank_probe_accuracy",
+                "split0_probe_accuracy", "mean_probe_time"):
+        assert results[key].shape == (SIGMAS.size,)
+    accuracy = results["mean_probe_accuracy"]
+    assert np.all((accuracy >= 0) & (accuracy <= 1))
+    # the class signal is cleanest at the fake optimum, noisiest at the ends
+    assert accuracy[2] > accuracy[0] and accuracy[2] > accuracy[-1]
+    assert selector.best_index_ == int(np.argmin(results["mean_icr"]))
+
+    # labels never move the label-free choice: shuffled labels, same sigma and ICR
+    shuffled = np.random.default_rng(0).permutation(y)
+    blind = fit_selector(images, shuffled, probe=probe, cv=3)
+    assert blind.best_sigma_ == selector.best_sigma_
+    np.testing.assert_array_equal(blind.cv_results_["mean_icr"], results["mean_icr"])
+
+    chosen_by_probe = fit_selector(images, y, probe=probe, cv=3, scoring="probe")
+    assert chosen_by_probe.best_index_ == int(np.argmax(accuracy))
+    assert chosen_by_probe.best_score_ == pytest.approx(accuracy.max())
+
+
+def test_probe_features_options(data):
+    images, y = data
+    probe = LogisticRegression(max_iter=500)
+    first = fit_selector(images, y, probe=probe, probe_features="first_view")
+    mean = fit_selector(images, y, probe=probe, probe_features="view_mean")
+    # averaging the views removes noise: at the noisiest sigma the mean is easier to classify
+    assert (mean.cv_results_["mean_probe_accuracy"][-1]
+            >= first.cv_results_["mean_probe_accuracy"][-1])
+    np.testing.assert_array_equal(first.cv_results_["mean_icr"], mean.cv_results_["mean_icr"])
+
+
+def test_probe_without_labels_warns_and_is_skipped(data):
+    images, _ = data
+    with pytest.warns(UserWarning, match="no labels"):
+        selector = fit_selector(images, probe=LogisticRegression())
+    assert "mean_probe_accuracy" not in selector.cv_results_
+
+
+def test_splitter_objects_and_groups(data):
+    images, _ = data
+    folds = list(KFold(3).split(images))
+    from_list = fit_selector(images, cv=folds)
+    from_splitter = fit_selector(images, cv=KFold(3))
+    np.testing.assert_allclose(from_list.cv_results_["mean_icr"],
+                               from_splitter.cv_results_["mean_icr"])
+    groups = np.arange(len(images)) // 10
+    grouped = NoiseLevelSelector(FakeExtractor(), SIGMAS, cv=GroupKFold(3), random_state=0)
+    grouped.fit(images, groups=groups)
+    assert grouped.n_splits_ == 3
+
+
+def test_selector_seeds_an_unseeded_extractor_only(data):
+    images, _ = data
+    seeded = NoiseLevelSelector(FakeExtractor(random_state=3), SIGMAS, cv=1, random_state=0)
+    other_seed = NoiseLevelSelector(FakeExtractor(random_state=3), SIGMAS, cv=1, random_state=1)
+    # the extractor's own seed wins: the in-sample ICR does not depend on the selector's seed
+    np.testing.assert_array_equal(seeded.fit(images).cv_results_["mean_icr"],
+                                  other_seed.fit(images).cv_results_["mean_icr"])
+    extractor = FakeExtractor()
+    NoiseLevelSelector(extractor, SIGMAS, random_state=0).fit(images)
+    assert extractor.random_state is None and extractor.sigma == 1.0  # never modified
+
+
+def test_best_estimator_and_transform(data):
+    images, _ = data
+    selector = fit_selector(images)
+    steps = selector.best_estimator_.named_steps
+    assert list(steps) == ["extract", "decompose"]
+    assert steps["extract"].sigma == pytest.approx(selector.best_sigma_)
+    out = selector.transform(images[:7])
+    assert out.shape[0] == 7 and np.all(np.isfinite(out))
+    no_refit = fit_selector(images, refit=False)
+    assert not hasattr(no_refit, "best_estimator_")
+    with pytest.raises(NotFittedError):
+        no_refit.transform(images)
+    with pytest.raises(NotFittedError):
+        NoiseLevelSelector(FakeExtractor(), SIGMAS).transform(images)
+
+
+def test_plot(data):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images, y = data
+    ax = fit_selector(images, y, probe=LogisticRegression(max_iter=500)).plot()
+    assert ax.get_xscale() == "log"
+    assert len(ax.figure.axes) == 2  # twin axis for the accuracy
+    labels = ax.get_legend().get_texts()
+    assert any("chosen sigma = 0.1" in text.get_text() for text in labels)
+    plt.close(ax.figure)
+    ax = fit_selector(images).plot()
+    assert len(ax.figure.axes) == 1
+    plt.close(ax.figure)
+
+
+@pytest.mark.parametrize(
+    "sigmas, message",
+    [
+        ([], "empty"),
+        ([0.1, 0.0], "positive"),
+        ([0.1, -1.0], "positive"),
+        ([0.1, np.nan], "finite"),
+        ([0.1, 0.1], "repeated"),
+        ([[0.1, 0.2]], "1-D"),
+        (["a", "b"], "list of numbers"),
+    ],
+)
+def test_bad_sigma_grid(data, sigmas, message):
+    images, _ = data
+    with pytest.raises(ValueError, match=message):
+        NoiseLevelSelector(FakeExtractor(), sigmas).fit(images)
+
+
+def test_bad_arguments(data):
+    images, y = data
+    with pytest.raises(ValueError, match="y has 59 labels but there are 60 images"):
+        fit_selector(images, y[:-1], probe=LogisticRegression())
+    with pytest.raises(ValueError, match='scoring="probe" needs both'):
+        fit_selector(images, y, scoring="probe")
+    with pytest.raises(ValueError, match='scoring="probe" needs both'):
+        fit_selector(images, scoring="probe", probe=LogisticRegression())
+    with pytest.raises(ValueError, match="needs held-out images"):
+        fit_selector(images, y, probe=LogisticRegression(), cv=1)
+    with pytest.raises(InvalidParameterError, match="scoring"):
+        fit_selector(images, scoring="accuracy")
+    with pytest.raises(InvalidParameterError, match="cv"):
+        fit_selector(images, cv=0)
+    with pytest.raises(InvalidParameterError, match="extractor"):
+        NoiseLevelSelector(object(), SIGMAS).fit(images)
+    with pytest.raises(InvalidParameterError, match="sigmas"):
+        NoiseLevelSelector(FakeExtractor(), 0.1).fit(images)
+    with pytest.raises(InvalidParameterError, match="probe_features"):
+        fit_selector(images, y, probe=LogisticRegression(), probe_features="all")
+    with pytest.raises(ValueError, match="at least 2 images"):
+        fit_selector(images[:1])
+    with pytest.raises(ValueError, match="number of splits"):
+        fit_selector(images[:4], cv=5)
+
+
+def test_bad_features_name_the_sigma(data):
+    images, _ = data
+    selector = NoiseLevelSelector(NaNExtractor(), SIGMAS, random_state=0)
+    with pytest.raises(ValueError, match="NaN") as info:
+        selector.fit(images)
+    assert any("sigma=0.01" in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_no_warnings_on_the_happy_path(data):
+    images, y = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_selector(images, y, probe=LogisticRegression(max_iter=500))
+
+
+@pytest.mark.parametrize("cv", [1, 5])
+def test_real_backbone_forward_calls_do_not_depend_on_cv(cv):
+    torch = pytest.importorskip("torch")
+    from skicr import FeatureExtractor
+    from skicr.models import SmallUNet
+
+    torch.manual_seed(0)
+    net = SmallUNet(channels=(4, 8), mid_channels=8, emb_dim=8, n_frequencies=2)
+    calls = []
+    net.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    images = np.random.default_rng(0).random((30, 1, 8, 8), dtype=np.float32)
+    extractor = FeatureExtractor(net, layer="mid", n_views=2, batch_size=64, random_state=0)
+    sigmas = [0.05, 0.2, 1.0]
+    NoiseLevelSelector(extractor, sigmas, cv=cv, refit=False, random_state=0).fit(images)
+    # per sigma: fit() probes one image, transform_views() runs all 30 x 2 views in one batch
+    assert sorted(calls) == sorted([1, 60] * len(sigmas))
