@@ -8,7 +8,7 @@ goes (backbone vs decomposer). It also times the probe (``skicr scan``'s
 logistic regression) on the same folds.
 
     python benchmarks/bench_selector.py                 # skicr scan's defaults
-    python benchmarks/bench_selector.py --pooling mean  # low-dimensional features
+    python benchmarks/bench_selector.py --pooling flatten  # d = 1536 features
 
 Writes nothing; copy the printed table into benchmarks/results/selector.md.
 """
@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 
 def scan(extractor, sigmas, images, y, cv, probe, seed):
@@ -44,15 +45,18 @@ def scan(extractor, sigmas, images, y, cv, probe, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-images", type=int, default=600)
+    parser.add_argument("--n-images", type=int, default=1797)
     parser.add_argument("--n-sigmas", type=int, default=12)
     parser.add_argument("--views", type=int, default=4)
-    parser.add_argument("--pooling", default="flatten")
+    parser.add_argument("--pooling", default="mean")
     parser.add_argument("--layer", default="mid")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--blas-threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    # as skicr scan does: one BLAS thread (BLAS threads fight torch's on 2 cores)
+    threadpool_limits(limits=args.blas_threads, user_api="blas")
 
     from skicr import FeatureExtractor
     from skicr.cli import SCAN_DEFAULTS, make_probe, parse_sigmas
@@ -60,8 +64,10 @@ def main(argv=None):
     from skicr.models import load_pretrained
 
     images, y = load_digits_images(return_y=True)
-    keep = np.sort(np.random.default_rng(args.seed).choice(len(images), args.n_images, replace=False))
-    images, y = images[keep], y[keep]
+    if args.n_images < len(images):
+        keep = np.sort(np.random.default_rng(args.seed).choice(len(images), args.n_images,
+                                                                replace=False))
+        images, y = images[keep], y[keep]
     low, high, _ = SCAN_DEFAULTS["sigmas"].split(":")
     sigmas = parse_sigmas(f"{low}:{high}:{args.n_sigmas}")
     extractor = FeatureExtractor(
@@ -70,7 +76,8 @@ def main(argv=None):
     )
     extractor.fit(images[:2])  # warm-up: load, first forward
     print(f"# {platform.processor() or platform.machine()}, torch threads={args.threads}, "
-          f"{args.n_images} digits, {args.n_sigmas} sigmas, layer {args.layer} ({args.pooling}, "
+          f"BLAS threads={args.blas_threads}, "
+          f"{len(images)} digits, {args.n_sigmas} sigmas, layer {args.layer} ({args.pooling}, "
           f"d={extractor.n_features_out_}), {args.views} views")
 
     runs = {}

@@ -92,7 +92,9 @@ def plot_noise_scan(cv_results, best_index=None, ax=None, title=None):
         handles.append(line)
         labels.append(f"chosen sigma = {best_sigma:.3g}")
 
-    ax.legend(handles, labels, loc="best", fontsize="small")
+    # below the axes: a curve can fill any corner of a scan
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=len(handles), fontsize="small", frameon=False)
     if title is not None:
         ax.set_title(title)
     return ax

@@ -158,7 +158,7 @@ def heldout_icr(
     covariance_estimator : sklearn covariance estimator or None, default=None
         Estimator for the held-out covariances. Scorers leave it None so that
         every candidate is measured on the same plain covariances of the
-        held-out data (see :meth:`InvariantResidualDecomposer.score`).
+        held-out data (see :meth:`skicr.InvariantResidualDecomposer.score`).
     bias_correction : bool, default=False
         As in :func:`decompose`.
 
