@@ -11,7 +11,6 @@ convention); 1 an error while running.
 
 import argparse
 import json
-import math
 import sys
 import time
 from datetime import datetime
@@ -276,7 +275,6 @@ def _add_scan_parser(subparsers):
             "minimises the ICR. With no arguments: sklearn's digits and skicr's shipped "
             "denoiser. Writes scan.csv, scan.json and scan.png to --out."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = SCAN_DEFAULTS
     parser.add_argument("--model", default=None,
@@ -288,34 +286,39 @@ def _add_scan_parser(subparsers):
     parser.add_argument("--labels", default=None,
                         help="labels of --images (.npy or text, one int per image) for the probe")
     parser.add_argument("--n-images", type=_int_at_least(4), default=d["n_images"],
-                        help="use a random subset of this many images (all when larger)")
+                        help="use a random subset of this many images when there are more "
+                             "(default: %(default)s)")
     parser.add_argument("--sigmas", type=parse_sigmas, default=d["sigmas"],
-                        help="noise levels: a list 0.05,0.1,0.2 or min:max:num, log-spaced")
+                        help="noise levels: a list 0.05,0.1,0.2 or min:max:num, log-spaced "
+                             "(default: %(default)s)")
     parser.add_argument("--layer", default=d["layer"],
                         help="the module whose output is measured (default: the model's "
                              "bottleneck, 'mid' for skicr's denoiser, 'mid_block' for diffusers)")
     parser.add_argument("--pooling", default=d["pooling"], choices=["mean", "flatten", "auto"],
                         help="how a feature map becomes one vector per view: spatial mean, "
-                             "or every value (high dimension)")
+                             "or every value (high dimension) (default: %(default)s)")
     parser.add_argument("--augment", default=d["augment"],
                         choices=["none", "weak", "default", "strong"],
                         help="augmentation of each view before the noise: random affine maps, "
                              "weak (scale 0.85-1, +-7.5 deg), default (scale 0.6-1, +-15 deg), "
-                             "strong (scale 0.5-1, +-30 deg, shift 10%%); none: noise only")
+                             "strong (scale 0.5-1, +-30 deg, shift 10%%); none: noise only "
+                             "(default: %(default)s)")
     parser.add_argument("--views", type=_int_at_least(2), default=d["views"],
-                        help="views (augmentation + noise) per image")
+                        help="views (augmentation + noise) per image (default: %(default)s)")
     parser.add_argument("--cv", type=_int_at_least(1), default=d["cv"],
                         help="folds over images for the held-out ICR and the probe; 1: in-sample "
-                             "ICR, no probe")
+                             "ICR, no probe (default: %(default)s)")
     parser.add_argument("--no-probe", action="store_true",
                         help="skip the linear probe (label-free only)")
-    parser.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:0, mps)")
+    parser.add_argument("--device", default=None,
+                        help="torch device: cpu, cuda, cuda:0, mps (default: the CPU)")
     parser.add_argument("--seed", type=int, default=d["seed"],
-                        help="seed of the image subset, the views and the folds")
+                        help="seed of the image subset, the views and the folds "
+                             "(default: %(default)s)")
     parser.add_argument("--batch-size", type=_int_at_least(1), default=d["batch_size"],
-                        help="images per forward pass")
+                        help="images per forward pass (default: %(default)s)")
     parser.add_argument("--n-jobs", type=int, default=None,
-                        help="sigmas evaluated in parallel (joblib)")
+                        help="sigmas evaluated in parallel (joblib; default: one at a time)")
     parser.add_argument("--out", default=None,
                         help="output folder (created); default ./scan-YYYYmmdd-HHMMSS")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -467,7 +470,8 @@ def _write_scan_outputs(out, args, selector, rho, model_description, data_descri
 
     best_accuracy_sigma = None
     if "mean_probe_accuracy" in results:
-        best_accuracy_sigma = float(results["sigma"][int(np.argmax(results["mean_probe_accuracy"]))])
+        peak = int(np.argmax(results["mean_probe_accuracy"]))
+        best_accuracy_sigma = float(results["sigma"][peak])
     report = {
         "command": "skicr scan",
         "settings": {
@@ -514,7 +518,14 @@ def _write_scan_outputs(out, args, selector, rho, model_description, data_descri
 # ---------------------------------------------------------------- entry point
 
 #: builders of the subcommands, in the order ``skicr --help`` lists them
-_COMMANDS = [_add_scan_parser]
+def _add_track_parser(subparsers):
+    # imported here: skicr.monitoring._cli imports this module for CLIError
+    from skicr.monitoring._cli import register
+
+    return register(subparsers)
+
+
+_COMMANDS = [_add_scan_parser, _add_track_parser]
 
 
 def build_parser():
