@@ -13,8 +13,10 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
+
+# the scan command's helpers: one definition of device checks, output folders and errors
+from skicr.cli import CLIError, _check_device, _default_out_dir, _int_at_least
 
 __all__ = ["register", "run_track", "main", "TRACK_DEFAULTS"]
 
@@ -44,23 +46,9 @@ N_DIGITS = 1797
 
 
 def _error(message, code=2):
-    from skicr.cli import CLIError
-
     return CLIError(message, code=code)
 
 
-def _int_at_least(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}.") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}.")
-        return value
-
-    parse.__name__ = f"int>={minimum}"
-    return parse
 
 
 def _positive_float(text):
@@ -175,32 +163,6 @@ def register(subparsers):
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no per-step lines")
     parser.set_defaults(func=run_track)
     return parser
-
-
-def _default_out_dir(prefix):
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path.cwd() / f"{prefix}-{stamp}"
-    suffix = 1
-    while out.exists():
-        suffix += 1
-        out = Path.cwd() / f"{prefix}-{stamp}-{suffix}"
-    return out
-
-
-def _check_device(device):
-    if device is None:
-        return None
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise _error(f"unknown --device {device!r} (try cpu, cuda, cuda:0, mps).") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise _error(f"--device {device!r}: CUDA is not available on this machine.")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise _error(f"--device {device!r}: MPS is not available on this machine.")
-    return device
 
 
 def _select_images(subset, icr_images, seed):

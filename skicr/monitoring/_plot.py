@@ -2,18 +2,9 @@
 
 import numpy as np
 
+from ..plotting import _pyplot
+
 __all__ = ["plot_training_trajectory", "plot_retrieval_examples"]
-
-
-def _pyplot():
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "skicr's plots need matplotlib, which is not installed: "
-            "pip install 'skicr[plot]' (or pip install matplotlib)."
-        ) from exc
-    return plt
 
 
 def plot_training_trajectory(frame, turning_point=None, axes=None, title=None, start_step=None):
