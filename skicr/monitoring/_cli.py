@@ -368,7 +368,7 @@ def _save_figure(monitor, path, title, start_step):
 
 
 def main(argv=None):
-    """Run ``track`` alone (before it is wired into ``skicr``); returns the exit code.
+    """Run ``skicr track ...`` through the ``skicr`` command; returns the exit code.
 
     Parameters
     ----------
@@ -380,19 +380,9 @@ def main(argv=None):
     -------
     code : int
     """
-    from skicr.cli import CLIError
+    from skicr.cli import main as skicr_main
 
-    parser = argparse.ArgumentParser(prog="skicr")
-    register(parser.add_subparsers(dest="command", title="commands", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except CLIError as exc:
-        print(f"skicr {args.command}: error: {exc}", file=sys.stderr)
-        return exc.code
-    except KeyboardInterrupt:
-        print(f"skicr {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return skicr_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
