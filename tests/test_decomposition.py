@@ -172,3 +172,17 @@ def test_scorer_runs_steps_before_the_decomposer(views):
     double = FunctionTransformer(lambda X: 2.0 * X)
     pipe = Pipeline([("scale", double), ("decompose", InvariantResidualDecomposer(tau=0.0))]).fit(views)
     assert ICRScorer()(pipe, views) == pytest.approx(-pipe[-1].icr_, rel=1e-10)
+
+
+def test_interrupted_streaming_fit_resumes_from_a_pickle(views, tmp_path):
+    """A run stopped half-way, saved and resumed equals an uninterrupted fit."""
+    first = InvariantResidualDecomposer(covariance_estimator=LedoitWolf())
+    first.partial_fit(views[:35])
+    path = tmp_path / "half.pkl"
+    path.write_bytes(pickle.dumps(first))
+    resumed = pickle.loads(path.read_bytes())
+    resumed.partial_fit(views[35:])
+    full = InvariantResidualDecomposer(covariance_estimator=LedoitWolf()).fit(views)
+    assert resumed.n_images_seen_ == 80
+    np.testing.assert_allclose(resumed.covariance_xi_, full.covariance_xi_, rtol=1e-12)
+    assert resumed.icr_ == pytest.approx(full.icr_, rel=1e-10)
