@@ -16,13 +16,7 @@ from skicr.extraction import DiTBackbone, RandomAffine, ViewAugmentation
 from skicr.extraction._testing import TinyEDMNet, tiny_dit, tiny_unet2d
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny networks: threads only contend with the other pytest worker
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

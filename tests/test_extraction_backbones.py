@@ -21,13 +21,7 @@ from skicr.extraction import (
 from skicr.extraction._testing import TinyEDMNet, TinySiT, tiny_dit, tiny_unet2d, tiny_vae
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny networks: threads only contend with the other pytest worker
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(n=4, channels=3, size=16, seed=0):

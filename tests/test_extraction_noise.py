@@ -27,13 +27,7 @@ from skicr.extraction._noise import (
 from skicr.extraction._testing import TinyEDMNet, TinySiT, tiny_dit, tiny_unet2d
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny networks: threads only contend with the other pytest worker
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SIGMAS = [0.02, 0.05, 0.2, 0.5, 1.0, 3.0, 20.0]
 
