@@ -417,3 +417,27 @@ def test_unusual_module_outputs():
     gray = np.random.default_rng(0).random((2, 1, 4, 4), dtype=np.float32)
     views = FeatureExtractor(backbone, layer="pair", augment=None, random_state=0).fit(gray).transform_views(gray)
     assert views.shape == (2, 4, 1)
+
+
+# ------------------------------------------------------------------ several layers per pass
+def test_layer_views_equal_one_layer_at_a_time_and_stop_after_the_deepest(images):
+    unet = tiny_unet2d(seed=3)
+    layers = ["mid_block", "down_blocks.0", "up_blocks.0"]
+    extractor = FeatureExtractor(unet, sigma=0.3, n_views=2, random_state=0, batch_size=3).fit(images)
+    after_deepest = _Counter(unet.up_blocks[1])
+    views = extractor.transform_layer_views(images, layers)
+    assert list(views) == layers
+    assert after_deepest.calls == 0  # early exit once up_blocks.0 ran
+    for layer in layers:
+        single = clone(extractor).set_params(layer=layer).fit(images).transform_views(images)
+        np.testing.assert_array_equal(views[layer], single)
+
+
+def test_layer_list_errors(unet, images):
+    extractor = FeatureExtractor(unet, random_state=0).fit(images)
+    with pytest.raises(ValueError, match="empty"):
+        extractor.transform_layer_views(images, [])
+    with pytest.raises(ValueError, match="repeated"):
+        extractor.transform_layer_views(images, ["mid_block", "mid_block"])
+    with pytest.raises((KeyError, ValueError), match="mid_blok"):
+        extractor.transform_layer_views(images, ["mid_blok"])

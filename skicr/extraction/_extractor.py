@@ -98,11 +98,11 @@ def _pool(features, pooling, n_rows):
     )
 
 
-def _extract_views(
+def _iter_view_chunks(
     backbone,
     batches,
     *,
-    layer,
+    layers,
     sigma,
     n_views,
     augment,
@@ -110,25 +110,45 @@ def _extract_views(
     batch_size,
     device,
     base_seed,
-    progress,
     early_exit,
     precision,
+    indices=None,
     stop=None,
+    progress=False,
 ):
-    """Features of ``n_views`` views of every image: ndarray (n, n_views, d), float32.
+    """Pooled features of ``n_views`` views of every image, one chunk at a time.
 
-    One forward pass per batch covers all views of ``batch_size`` images.
+    One forward pass per chunk of ``batch_size`` images covers all their views
+    and reads every layer in ``layers`` (hooks on each; with ``early_exit`` the
+    pass stops once all of them have run). ``indices`` are the images' global
+    numbers, which seed their augmentation and noise streams (default
+    ``0..n-1``): an image gets the same views wherever it sits in a stream or
+    on whichever process.
+
+    Yields
+    ------
+    start, stop : int
+        Positions of the chunk in ``batches``.
+    features : dict
+        Layer name -> float32 ndarray of shape (stop - start, n_views, d_layer).
     """
     n_images = batches.n_images if stop is None else min(stop, batches.n_images)
+    if indices is None:
+        indices = np.arange(n_images)
+    elif len(indices) < n_images:
+        raise ValueError(f"got {len(indices)} image indices for {n_images} images.")
+    layers = tuple(layers)
     augmentation = resolve_augment(augment)
-    target = backbone.get_layer(layer)
+    targets = {name: backbone.get_layer(name) for name in layers}
     captured = {}
 
-    def hook(module, args, output):
-        if "features" not in captured:  # a module run twice: keep its first output
-            captured["features"] = _first_tensor(output)
-        if early_exit:
-            raise _LayerReached
+    def make_hook(name):
+        def hook(module, args, output):
+            if name not in captured:  # a module run twice: keep its first output
+                captured[name] = _first_tensor(output)
+            if early_exit and len(captured) == len(layers):
+                raise _LayerReached
+        return hook
 
     autocast = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -136,19 +156,20 @@ def _extract_views(
         else nullcontext()
     )
     generator = torch.Generator()  # CPU: identical draws on every device
-    out = None
     n_batches = -(-n_images // batch_size)
-    handle = target.register_forward_hook(hook)
+    handles = [target.register_forward_hook(make_hook(name)) for name, target in targets.items()]
+    description = ", ".join(layers) if len(layers) <= 3 else f"{len(layers)} layers"
     try:
         with _frozen(backbone.modules_()), torch.inference_mode(), autocast:
             for start in tqdm(
                 range(0, n_images, batch_size),
                 total=n_batches,
                 disable=not progress,
-                desc=f"extracting {layer} at sigma={sigma:g}",
+                desc=f"extracting {description} at sigma={sigma:g}",
                 unit="batch",
             ):
                 stop_ = min(start + batch_size, n_images)
+                chunk_indices = [int(i) for i in indices[start:stop_]]
                 images = batches.batch(start, stop_, device)
                 n_rows = (stop_ - start) * n_views
 
@@ -163,11 +184,11 @@ def _extract_views(
                             augmentation.sample_parameters(
                                 n_views, generator.manual_seed(_image_seed(base_seed, i, 0))
                             )
-                            for i in range(start, stop_)
+                            for i in chunk_indices
                         ])
                         views = augmentation.apply(views, parameters.to(device))
                     else:
-                        generator.manual_seed(_image_seed(base_seed, start, 2))
+                        generator.manual_seed(_image_seed(base_seed, chunk_indices[0], 2))
                         views = augmentation(views, generator)
                         if (not isinstance(views, torch.Tensor) or views.ndim != 4
                                 or views.shape[:2] != (n_rows, images.shape[1])):
@@ -184,7 +205,7 @@ def _extract_views(
                         (n_views, *data.shape[1:]),
                         generator=generator.manual_seed(_image_seed(base_seed, i, 1)),
                     )
-                    for i in range(start, stop_)
+                    for i in chunk_indices
                 ]).to(device)
                 noisy = data + float(sigma) * noise
 
@@ -193,20 +214,55 @@ def _extract_views(
                     backbone.forward(noisy, float(sigma))
                 except _LayerReached:
                     pass
-                if "features" not in captured:
+                missing = [name for name in layers if name not in captured]
+                if missing:
                     raise RuntimeError(
-                        f"Layer {layer!r} did not run during the forward pass of "
-                        f"{type(backbone.module).__name__}; pick a layer on the forward path."
+                        f"Layer(s) {missing} did not run during the forward pass of "
+                        f"{type(backbone.module).__name__}; pick layers on the forward path."
                     )
-                # pool in float32 (bfloat16 sums over many positions lose digits)
-                pooled = _pool(captured.pop("features").float(), pooling, n_rows)
-                pooled = pooled.float().reshape(stop_ - start, n_views, -1).cpu().numpy()
-                if out is None:
-                    out = np.empty((n_images, n_views, pooled.shape[2]), dtype=np.float32)
-                out[start:stop_] = pooled
+                features = {}
+                for name in layers:
+                    # pool in float32 (bfloat16 sums over many positions lose digits)
+                    pooled = _pool(captured.pop(name).float(), pooling, n_rows)
+                    features[name] = pooled.float().reshape(stop_ - start, n_views, -1).cpu().numpy()
+                yield start, stop_, features
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
+
+
+def _extract_views(backbone, batches, *, layers, stop=None, **options):
+    """Features of every view of every image: layer -> ndarray (n, n_views, d), float32."""
+    n_images = batches.n_images if stop is None else min(stop, batches.n_images)
+    out = {}
+    for start, stop_, features in _iter_view_chunks(
+        backbone, batches, layers=layers, stop=stop, **options
+    ):
+        for name, pooled in features.items():
+            if name not in out:
+                out[name] = np.empty((n_images, *pooled.shape[1:]), dtype=np.float32)
+            out[name][start:stop_] = pooled
     return out
+
+
+def _check_layer_list(backbone, layers):
+    """Validate a list of layer names: non-empty, distinct, all present (close-match errors)."""
+    if isinstance(layers, str):
+        layers = [layers]
+    try:
+        layers = list(layers)
+    except TypeError as exc:
+        raise TypeError(f"layers must be a list of layer names; got {layers!r}.") from exc
+    if not layers:
+        raise ValueError("layers is empty: give at least one layer name.")
+    bad = [name for name in layers if not isinstance(name, str)]
+    if bad:
+        raise TypeError(f"layer names must be strings; got {bad!r}.")
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"layers contains repeated names: {layers}.")
+    for name in layers:
+        backbone.get_layer(name)  # unknown layer: error with close matches
+    return layers
 
 
 class _FittedModule:
@@ -395,24 +451,32 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.n_features_out_ = int(probe.shape[2])
         return self
 
-    def _run(self, batches, *, n_views=None, augment="param", stop=None):
-        base_seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        return _extract_views(
-            self.backbone_,
-            batches,
-            layer=self.layer_,
+    def _base_seed(self):
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _extraction_options(self, *, n_views=None, augment="param", progress=None):
+        """Keyword arguments of the extraction core for this extractor's settings."""
+        return dict(
             sigma=self.sigma,
             n_views=self.n_views if n_views is None else n_views,
             augment=self.augment if augment == "param" else augment,
             pooling=self.pooling,
             batch_size=self.batch_size,
             device=self.device_,
-            base_seed=base_seed,
-            progress=self.progress and stop is None,
+            base_seed=self._base_seed(),
+            progress=self.progress if progress is None else progress,
             early_exit=self.early_exit,
             precision=self.precision,
-            stop=stop,
         )
+
+    def _run(self, batches, *, n_views=None, augment="param", stop=None, layers=None):
+        """Views of ``batches``: an ndarray for the extractor's layer, or a dict over ``layers``."""
+        options = self._extraction_options(
+            n_views=n_views, augment=augment, progress=self.progress and stop is None
+        )
+        wanted = (self.layer_,) if layers is None else tuple(layers)
+        out = _extract_views(self.backbone_, batches, layers=wanted, stop=stop, **options)
+        return out[self.layer_] if layers is None else out
 
     def transform_views(self, images):
         """Features of every view, grouped: shape (n_images, n_views, d).
@@ -432,6 +496,34 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.backbone_.check_sigma(self.sigma)
         batches = check_images(images, expected_channels=self.backbone_.in_channels)
         return self._run(batches)
+
+    def transform_layer_views(self, images, layers):
+        """Views of several layers from one forward pass per batch.
+
+        Hooks every layer in ``layers``; with ``early_exit`` the pass stops
+        once the deepest of them has run. Each layer's features equal what
+        ``transform_views`` gives with ``layer`` set to it (same views, same
+        noise).
+
+        Parameters
+        ----------
+        images : array-like or Tensor of shape (n, C, H, W), (n, H, W, C) or (n, H, W)
+            uint8 in [0, 255] or float in [0, 1].
+        layers : sequence of str
+            Distinct layer names (see :func:`list_layers`).
+
+        Returns
+        -------
+        views : dict of str to ndarray of shape (n_images, n_views, d_layer)
+            float32 features of every view, one entry per layer, in the
+            order given.
+        """
+        check_is_fitted(self)
+        self._validate_params()
+        layers = _check_layer_list(self.backbone_, layers)
+        self.backbone_.check_sigma(self.sigma)
+        batches = check_images(images, expected_channels=self.backbone_.in_channels)
+        return self._run(batches, layers=layers)
 
     def transform(self, images):
         """Features of every view, flattened with views contiguous.
