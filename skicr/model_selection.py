@@ -6,6 +6,10 @@ extractor); cross-validation folds over images then reuse those features to
 measure the held-out Invariant Contamination Ratio (ICR), and, when labels and
 a probe are given, the held-out probe accuracy for comparison. The chosen
 sigma minimises the mean held-out ICR: no label is needed for the choice.
+
+With ``layers``, the search is joint over (layer, sigma): one backbone pass
+per sigma reads every candidate layer at once, and each layer is scored on
+its own features.
 """
 
 import time
@@ -70,62 +74,137 @@ def _in_sample_icr(decomposer, views):
     return -float(decomposer.score(views))
 
 
+def _check_views(views, n_images, layer=None):
+    """Views as float64 (n_images, n_views, d), or a ValueError naming the problem."""
+    views = np.asarray(views, dtype=np.float64)
+    where = "" if layer is None else f" for layer {layer!r}"
+    if views.ndim != 3 or views.shape[0] != n_images:
+        raise ValueError(
+            f"the extractor must return views of shape (n_images={n_images}, n_views, "
+            f"n_features){where}; got {views.shape}."
+        )
+    if not np.all(np.isfinite(views)):
+        raise ValueError(f"the extracted features{where} contain NaN or infinite values.")
+    return views
+
+
+def _score_views(views, y, decomposer, probe, probe_features, splits):
+    """Held-out ICR (and probe accuracy) of one feature set on every split.
+
+    Returns a dict of per-split lists: ``icr``, ``fit_time``, ``score_time``,
+    and ``probe_accuracy``, ``probe_time`` when a probe is given.
+    """
+    result = {"icr": [], "fit_time": [], "score_time": []}
+    if probe is not None:
+        result["probe_accuracy"] = []
+        result["probe_time"] = []
+
+    if splits is None:
+        # cv=1: in-sample ICR on all images, no split
+        start = time.perf_counter()
+        fitted_decomposer = clone(decomposer).fit(views)
+        result["fit_time"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        result["icr"].append(_in_sample_icr(fitted_decomposer, views))
+        result["score_time"].append(time.perf_counter() - start)
+        return result
+
+    probe_X = None if probe is None else _probe_input(views, probe_features)
+    for train, test in splits:
+        start = time.perf_counter()
+        fitted_decomposer = clone(decomposer).fit(views[train])
+        result["fit_time"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        # the decomposer's score is minus the held-out ICR
+        result["icr"].append(-float(fitted_decomposer.score(views[test])))
+        result["score_time"].append(time.perf_counter() - start)
+        if probe is not None:
+            start = time.perf_counter()
+            fitted_probe = clone(probe).fit(probe_X[train], y[train])
+            accuracy = np.mean(fitted_probe.predict(probe_X[test]) == y[test])
+            result["probe_accuracy"].append(float(accuracy))
+            result["probe_time"].append(time.perf_counter() - start)
+    return result
+
+
 def _evaluate_sigma(
-    extractor, sigma, images, y, decomposer, probe, probe_features, splits, n_images
+    extractor, sigma, images, y, decomposer, probe, probe_features, splits, n_images,
+    layers=None,
 ):
     """Extract features once at ``sigma``, then score every split on them.
 
-    Returns a dict of per-split lists (``icr``, ``fit_time``, ``score_time``,
-    and ``probe_accuracy``, ``probe_time`` when a probe is given) and the
-    scalar ``extract_time``.
+    Without ``layers``: the extractor's ``transform_views``, and a dict of
+    per-split lists (see :func:`_score_views`) plus the scalar
+    ``extract_time``. With ``layers``: one ``transform_layer_views`` call
+    reads them all from one backbone pass, and the result is
+    ``{"extract_time": seconds, "layers": {layer: per-split lists}}``.
     """
     try:
         start = time.perf_counter()
-        fitted = clone(extractor).set_params(sigma=sigma).fit(images)
-        views = np.asarray(fitted.transform_views(images), dtype=np.float64)
+        if layers is None:
+            fitted = clone(extractor).set_params(sigma=sigma).fit(images)
+            views = _check_views(fitted.transform_views(images), n_images)
+        else:
+            # the extractor's own layer only matters to its fit (one-image probe)
+            fitted = clone(extractor).set_params(sigma=sigma, layer=layers[0]).fit(images)
+            by_layer = fitted.transform_layer_views(images, layers)
+            missing = [layer for layer in layers if layer not in by_layer]
+            if missing:
+                raise ValueError(f"transform_layer_views returned no features for {missing}.")
+            by_layer = {layer: _check_views(by_layer[layer], n_images, layer) for layer in layers}
         extract_time = time.perf_counter() - start
-        if views.ndim != 3 or views.shape[0] != n_images:
-            raise ValueError(
-                f"the extractor's transform_views must return an array of shape "
-                f"(n_images={n_images}, n_views, n_features); got {views.shape}."
-            )
-        if not np.all(np.isfinite(views)):
-            raise ValueError("the extracted features contain NaN or infinite values.")
 
-        result = {"extract_time": extract_time, "icr": [], "fit_time": [], "score_time": []}
-        if probe is not None:
-            result["probe_accuracy"] = []
-            result["probe_time"] = []
-
-        if splits is None:
-            # cv=1: in-sample ICR on all images, no split
-            start = time.perf_counter()
-            fitted_decomposer = clone(decomposer).fit(views)
-            result["fit_time"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            result["icr"].append(_in_sample_icr(fitted_decomposer, views))
-            result["score_time"].append(time.perf_counter() - start)
+        if layers is None:
+            result = _score_views(views, y, decomposer, probe, probe_features, splits)
+            result["extract_time"] = extract_time
             return result
-
-        probe_X = None if probe is None else _probe_input(views, probe_features)
-        for train, test in splits:
-            start = time.perf_counter()
-            fitted_decomposer = clone(decomposer).fit(views[train])
-            result["fit_time"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            # the decomposer's score is minus the held-out ICR
-            result["icr"].append(-float(fitted_decomposer.score(views[test])))
-            result["score_time"].append(time.perf_counter() - start)
-            if probe is not None:
-                start = time.perf_counter()
-                fitted_probe = clone(probe).fit(probe_X[train], y[train])
-                accuracy = np.mean(fitted_probe.predict(probe_X[test]) == y[test])
-                result["probe_accuracy"].append(float(accuracy))
-                result["probe_time"].append(time.perf_counter() - start)
-        return result
+        scored = {}
+        for layer in layers:
+            scored[layer] = _score_views(
+                by_layer.pop(layer), y, decomposer, probe, probe_features, splits
+            )
+        return {"extract_time": extract_time, "layers": scored}
     except Exception as exc:
         exc.add_note(f"(while evaluating sigma={sigma:g} in NoiseLevelSelector)")
         raise
+
+
+def _validate_layers(layers, extractor):
+    """The candidate layers as a list of distinct names, checked before any extraction."""
+    if isinstance(layers, str):
+        layers = [layers]
+    try:
+        layers = list(layers)
+    except TypeError as exc:
+        raise ValueError(f"layers must be a list of layer names; got {layers!r}.") from exc
+    if not layers:
+        raise ValueError("layers is empty: give at least one layer name, or layers=None.")
+    bad = [name for name in layers if not isinstance(name, str)]
+    if bad:
+        raise ValueError(f"layer names must be strings; got {bad!r}.")
+    repeated = sorted({name for name in layers if layers.count(name) > 1})
+    if repeated:
+        raise ValueError(f"layers contains repeated names: {repeated}.")
+    if not callable(getattr(extractor, "transform_layer_views", None)):
+        raise ValueError(
+            f"layers needs an extractor with a transform_layer_views(images, layers) method "
+            f"(e.g. skicr.FeatureExtractor); {type(extractor).__name__} has none."
+        )
+    if "layer" not in extractor.get_params(deep=False):
+        raise ValueError(
+            f"layers needs an extractor with a 'layer' parameter; "
+            f"{type(extractor).__name__} has none."
+        )
+    from skicr.extraction import FeatureExtractor
+
+    if isinstance(extractor, FeatureExtractor):
+        # cheap (no forward pass): unknown names fail here, with close matches,
+        # rather than inside the first grid task
+        from skicr.extraction._backbones import as_backbone
+        from skicr.extraction._extractor import _check_layer_list
+
+        _check_layer_list(as_backbone(extractor.backbone), layers)
+    return layers
 
 
 def _rank(values, greater_is_better):
