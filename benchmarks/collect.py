@@ -12,6 +12,8 @@ SECTIONS = [
     ("dual.md", "Primal vs dual (Gram) ICR for high-dimensional features", "benchmarks/bench_dual.py"),
     ("extraction.md", "Feature extraction", "benchmarks/bench_extraction.py"),
     ("selector.md", "Noise-level selection", "benchmarks/bench_selector.py"),
+    ("layer_sigma.md", "Joint layer x sigma selection", "benchmarks/layer_sigma_study.py"),
+    ("streaming.md", "Streaming and multi-process fitting", "benchmarks/bench_streaming.py"),
     ("monitoring.md", "Training monitor", "benchmarks/track_experiment.py"),
 ]
 

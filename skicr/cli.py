@@ -106,6 +106,29 @@ def parse_sigmas(text):
     return sigmas
 
 
+def parse_layers(text):
+    """Parse ``--layers``: comma-separated layer names, ``down.1,mid,up.0``.
+
+    Parameters
+    ----------
+    text : str
+        The option's value.
+
+    Returns
+    -------
+    layers : list of str
+        Distinct, non-empty names in the given order.
+    """
+    layers = [name.strip() for name in text.split(",")]
+    if not layers or any(not name for name in layers):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer names (down.1,mid,up.0); got {text!r}."
+        )
+    if len(set(layers)) != len(layers):
+        raise argparse.ArgumentTypeError(f"layers contains repeated names: {text!r}.")
+    return layers
+
+
 def _int_at_least(minimum):
     def parse(text):
         try:
@@ -273,7 +296,9 @@ def _add_scan_parser(subparsers):
             "the held-out Invariant Contamination Ratio (ICR, lower is cleaner) and, when "
             "labels are known, a linear probe's accuracy for comparison. The chosen sigma "
             "minimises the ICR. With no arguments: sklearn's digits and skicr's shipped "
-            "denoiser. Writes scan.csv, scan.json and scan.png to --out."
+            "denoiser. With --layers, layers and sigmas are searched together (one "
+            "forward pass per sigma reads them all) and scan.png is a heat map of the ICR "
+            "over layers x sigma. Writes scan.csv, scan.json and scan.png to --out."
         ),
     )
     d = SCAN_DEFAULTS
@@ -294,6 +319,11 @@ def _add_scan_parser(subparsers):
     parser.add_argument("--layer", default=d["layer"],
                         help="the module whose output is measured (default: the model's "
                              "bottleneck, 'mid' for skicr's denoiser, 'mid_block' for diffusers)")
+    parser.add_argument("--layers", type=parse_layers, default=None,
+                        help="search layers and sigmas together: comma-separated layer names "
+                             "(down.0,down.1,mid,up.0,up.1), all read from one forward pass per "
+                             "sigma; reports the best (layer, sigma) and draws the ICR surface "
+                             "as a heat map (instead of --layer)")
     parser.add_argument("--pooling", default=d["pooling"], choices=["mean", "flatten", "auto"],
                         help="how a feature map becomes one vector per view: spatial mean, "
                              "or every value (high dimension) (default: %(default)s)")
@@ -346,15 +376,23 @@ def spearman_neg_icr_accuracy(cv_results):
 
 
 def format_scan_table(cv_results, best_index):
-    """The printed table: sigma, ICR (+- std), probe accuracy (+- std), the choice marked."""
+    """The printed table: sigma, ICR (+- std), probe accuracy (+- std), the choice marked.
+
+    With a ``layer`` column (a joint layer x sigma search), one row per
+    (layer, sigma), the layer first.
+    """
     with_probe = "mean_probe_accuracy" in cv_results
-    header = f"{'sigma':>9}  {'ICR':>15}"
+    with_layer = "layer" in cv_results
+    width = max((len(str(name)) for name in cv_results["layer"]), default=5) if with_layer else 0
+    header = f"{'layer':<{width}}  " if with_layer else ""
+    header += f"{'sigma':>9}  {'ICR':>15}"
     if with_probe:
         header += f"  {'probe accuracy':>15}"
     lines = [header, "-" * len(header)]
     best_accuracy = int(np.argmax(cv_results["mean_probe_accuracy"])) if with_probe else None
     for i, sigma in enumerate(cv_results["sigma"]):
-        row = f"{sigma:>9.4g}  {cv_results['mean_icr'][i]:>7.4f} +- {cv_results['std_icr'][i]:.4f}"
+        row = f"{cv_results['layer'][i]:<{width}}  " if with_layer else ""
+        row += f"{sigma:>9.4g}  {cv_results['mean_icr'][i]:>7.4f} +- {cv_results['std_icr'][i]:.4f}"
         if with_probe:
             row += (f"  {cv_results['mean_probe_accuracy'][i]:>7.4f} +- "
                     f"{cv_results['std_probe_accuracy'][i]:.4f}")
@@ -380,13 +418,15 @@ def run_scan(args):
 
     from skicr import FeatureExtractor, NoiseLevelSelector
 
+    if args.layers is not None and args.layer is not None:
+        raise CLIError("give --layer (one layer) or --layers (a joint search), not both.")
     use_probe = not args.no_probe and y is not None and args.cv >= 2
     if not args.no_probe and y is not None and args.cv < 2:
         print("note: --cv 1 measures no held-out probe accuracy; the probe is skipped.",
               file=sys.stderr)
     extractor = FeatureExtractor(
         backbone,
-        layer=args.layer,
+        layer=args.layers[0] if args.layers is not None else args.layer,
         n_views=args.views,
         pooling=args.pooling,
         augment=augment_presets()[args.augment],
@@ -397,11 +437,16 @@ def run_scan(args):
     try:
         # resolves the layer and checks the images on one image: fail before the scan
         layer = extractor.fit(images[:2]).layer_
+        if args.layers is not None:
+            from skicr.extraction._extractor import _check_layer_list
+
+            layer = _check_layer_list(extractor.backbone_, args.layers)
     except (ValueError, TypeError) as exc:
         raise CLIError(f"{exc}") from None
     selector = NoiseLevelSelector(
         extractor,
         args.sigmas,
+        layers=args.layers,
         probe=make_probe() if use_probe else None,
         cv=args.cv,
         n_jobs=args.n_jobs,
@@ -409,7 +454,8 @@ def run_scan(args):
         random_state=args.seed,
         progress=not args.quiet,
     )
-    print(f"skicr scan: {model_description}, layer {layer!r} ({args.pooling}), "
+    where = f"layer {layer!r}" if args.layers is None else f"layers {', '.join(layer)}"
+    print(f"skicr scan: {model_description}, {where} ({args.pooling}), "
           f"{len(images)} {data_description}, {args.views} views, "
           f"{len(args.sigmas)} sigmas, cv={args.cv}", file=sys.stderr)
     from threadpoolctl import threadpool_limits
@@ -428,12 +474,16 @@ def run_scan(args):
     rho = spearman_neg_icr_accuracy(results)
     print(format_scan_table(results, selector.best_index_))
     kind = "held-out" if selector.n_splits_ > 1 else "in-sample"
-    summary = (f"chosen sigma = {selector.best_sigma_:.4g} "
-               f"(lowest {kind} ICR = {-selector.best_score_:.4f})")
+    chosen = f"sigma = {selector.best_sigma_:.4g}"
+    if args.layers is not None:
+        chosen = f"layer {selector.best_layer_!r}, {chosen}"
+    summary = f"chosen {chosen} (lowest {kind} ICR = {-selector.best_score_:.4f})"
     if use_probe:
         best_accuracy = int(np.argmax(results["mean_probe_accuracy"]))
-        summary += (f"; probe accuracy peaks at sigma = {results['sigma'][best_accuracy]:.4g}; "
-                    f"Spearman(-ICR, accuracy) = {rho:.3f}")
+        peak = f"sigma = {results['sigma'][best_accuracy]:.4g}"
+        if args.layers is not None:
+            peak = f"layer {results['layer'][best_accuracy]!r}, {peak}"
+        summary += f"; probe accuracy peaks at {peak}; Spearman(-ICR, accuracy) = {rho:.3f}"
     print(summary)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -458,7 +508,8 @@ def _write_scan_outputs(out, args, selector, rho, model_description, data_descri
     import pandas as pd
 
     results = selector.cv_results_
-    table = {"sigma": results["sigma"], "icr": results["mean_icr"], "icr_std": results["std_icr"]}
+    table = {"layer": results["layer"]} if "layer" in results else {}
+    table.update(sigma=results["sigma"], icr=results["mean_icr"], icr_std=results["std_icr"])
     if "mean_probe_accuracy" in results:
         table["probe_accuracy"] = results["mean_probe_accuracy"]
         table["probe_accuracy_std"] = results["std_probe_accuracy"]
@@ -468,17 +519,20 @@ def _write_scan_outputs(out, args, selector, rho, model_description, data_descri
     table["extract_time"] = results["extract_time"]
     pd.DataFrame(table).to_csv(out / "scan.csv", index=False)
 
-    best_accuracy_sigma = None
+    best_accuracy_sigma = best_accuracy_layer = None
     if "mean_probe_accuracy" in results:
         peak = int(np.argmax(results["mean_probe_accuracy"]))
         best_accuracy_sigma = float(results["sigma"][peak])
+        if "layer" in results:
+            best_accuracy_layer = str(results["layer"][peak])
     report = {
         "command": "skicr scan",
         "settings": {
             "model": model_description,
             "images": data_description,
             "n_images": n_images,
-            "layer": layer,
+            "layer": layer if args.layers is None else None,
+            "layers": args.layers,
             "pooling": args.pooling,
             "augment": args.augment,
             "views": args.views,
@@ -493,6 +547,8 @@ def _write_scan_outputs(out, args, selector, rho, model_description, data_descri
             "best_index": selector.best_index_,
             "best_icr": -selector.best_score_,
             "probe_best_sigma": best_accuracy_sigma,
+            **({} if args.layers is None else {"best_layer": selector.best_layer_,
+                                               "probe_best_layer": best_accuracy_layer}),
             "spearman_neg_icr_vs_accuracy": rho,
         },
         "seconds": round(seconds, 2),
@@ -509,9 +565,14 @@ def _write_scan_outputs(out, args, selector, rho, model_description, data_descri
               "(pip install 'skicr[plot]').", file=sys.stderr)
         return
     ax = selector.plot()
-    ax.set_title(f"skicr scan: {model_description}, layer {layer}", fontsize="medium")
-    ax.figure.tight_layout()
-    ax.figure.savefig(out / "scan.png", dpi=120)
+    where = f"layer {layer}" if args.layers is None else "layer x sigma"
+    ax.set_title(f"skicr scan: {model_description}, {where}", fontsize="medium")
+    if args.layers is None:
+        ax.figure.tight_layout()
+        ax.figure.savefig(out / "scan.png", dpi=120)
+    else:
+        # the heat map's colour bar and legend: tight_layout cannot fit them on a small figure
+        ax.figure.savefig(out / "scan.png", dpi=120, bbox_inches="tight")
     plt.close(ax.figure)
 
 

@@ -203,8 +203,12 @@ def _validate_layers(layers, extractor):
         from skicr.extraction._backbones import as_backbone
         from skicr.extraction._extractor import _check_layer_list
 
-        _check_layer_list(as_backbone(extractor.backbone), layers)
-    return layers
+        backbone = as_backbone(extractor.backbone)
+        _check_layer_list(backbone, layers)
+        # the caller holds it during the grid: a model loaded from a path stays
+        # cached for the extractor's clones instead of loading twice
+        return layers, backbone
+    return layers, None
 
 
 def _rank(values, greater_is_better):
@@ -234,6 +238,14 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     folds, for comparison; it drives the choice only with
     ``scoring="probe"``.
 
+    With ``layers``, the search is joint over (layer, sigma): per sigma, one
+    backbone pass reads every candidate layer at once
+    (``transform_layer_views``: hooks on all of them, stopping after the
+    deepest), and the folds are evaluated on each layer's features
+    separately, so the layers may differ in width. ``cv_results_`` then has
+    one row per (layer, sigma) and ``icr_surface_`` holds the mean held-out
+    ICR as a layers x sigmas table; :meth:`plot` draws it as a heat map.
+
     Parameters
     ----------
     extractor : estimator
@@ -244,6 +256,13 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         never modified.
     sigmas : array-like of shape (n_sigmas,)
         Noise levels to scan (positive, distinct). Results keep this order.
+    layers : list of str, default=None
+        Candidate layers (names as in :func:`skicr.list_layers`; distinct)
+        for a joint (layer, sigma) search. Needs an extractor with a
+        ``layer`` parameter and ``transform_layer_views(images, layers)``,
+        as :class:`skicr.FeatureExtractor` has; unknown names fail before
+        the grid runs. None searches sigma only, at the extractor's own
+        layer.
     decomposer : estimator, default=None
         Fitted on the training views of each fold and scored on the test
         views; its ``score`` must be minus the held-out ICR. None means
@@ -296,17 +315,31 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         ``extract_time`` (seconds of backbone per sigma, all images),
         ``mean_fit_time``, ``std_fit_time``, ``mean_score_time``,
         ``std_score_time`` (decomposer, per fold). Probe keys are absent
-        (never NaN-filled) when no probe was evaluated.
+        (never NaN-filled) when no probe was evaluated. With ``layers``:
+        one row per (layer, sigma), the layers in the given order and the
+        sigmas in grid order within each layer, the layer name in the
+        first key ``layer``; ranks are over all rows, and ``extract_time``
+        is the one pass that read every layer at that sigma.
     best_index_ : int
-        Index of the chosen sigma in ``cv_results_``.
+        Index of the chosen row (sigma, or (layer, sigma)) in
+        ``cv_results_``.
     best_sigma_ : float
         The chosen noise level.
+    best_layer_ : str
+        The chosen layer. Only with ``layers``.
+    icr_surface_ : pandas.DataFrame of shape (n_layers, n_sigmas)
+        Mean held-out ICR (in-sample with ``cv=1``), index ``layer``,
+        columns ``sigma``. Only with ``layers``.
+    probe_surface_ : pandas.DataFrame of shape (n_layers, n_sigmas)
+        Mean probe accuracy, laid out as ``icr_surface_``. Only with
+        ``layers`` and when a probe was evaluated.
     best_score_ : float
         Mean score of the chosen sigma, greater is better: minus its mean
         held-out ICR (``scoring="icr"``) or its mean probe accuracy.
     best_estimator_ : Pipeline
         ``Pipeline([("extract", extractor), ("decompose", decomposer)])`` at
-        the best sigma, fitted on all images. Only when ``refit=True``.
+        the best sigma (and layer), fitted on all images. Only when
+        ``refit=True``.
     n_splits_ : int
         Number of folds (1 without a split).
     refit_time_ : float
@@ -324,11 +357,20 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     ...     FeatureExtractor(net, layer="mid", n_views=4, random_state=0),
     ...     sigmas=np.geomspace(0.01, 5, 12), cv=5)  # doctest: +SKIP
     >>> selector.fit(images).best_sigma_  # doctest: +SKIP
+
+    A joint search over layers and sigmas, one backbone pass per sigma:
+
+    >>> joint = NoiseLevelSelector(
+    ...     FeatureExtractor(net, n_views=4, random_state=0),
+    ...     sigmas=np.geomspace(0.01, 2, 8), layers=["down.1", "mid", "up.0"],
+    ...     cv=5).fit(images)  # doctest: +SKIP
+    >>> joint.best_layer_, joint.best_sigma_, joint.icr_surface_  # doctest: +SKIP
     """
 
     _parameter_constraints = {
         "extractor": [HasMethods(["fit", "transform_views", "set_params"])],
         "sigmas": ["array-like"],
+        "layers": ["array-like", str, None],
         "decomposer": [HasMethods(["fit", "score"]), None],
         "scoring": [StrOptions({"icr", "probe"})],
         "probe": [HasMethods(["fit", "predict"]), None],
@@ -345,6 +387,7 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         extractor,
         sigmas,
         *,
+        layers=None,
         decomposer=None,
         scoring="icr",
         probe=None,
@@ -357,6 +400,7 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     ):
         self.extractor = extractor
         self.sigmas = sigmas
+        self.layers = layers
         self.decomposer = decomposer
         self.scoring = scoring
         self.probe = probe
@@ -401,7 +445,7 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, images, y=None, groups=None):
-        """Scan the sigma grid and choose the noise level.
+        """Scan the sigma grid (or the layer x sigma grid) and choose.
 
         Parameters
         ----------
@@ -419,6 +463,9 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             The fitted selector.
         """
         sigmas = _validate_sigmas(self.sigmas)
+        layers, keep_backbone = (
+            (None, None) if self.layers is None else _validate_layers(self.layers, self.extractor)
+        )
         try:
             n_images = _num_samples(images)
         except TypeError as exc:
@@ -470,18 +517,36 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
                 self.probe_features,
                 splits,
                 n_images,
+                layers,
             )
             for sigma in sigmas
         )
+        # one task per sigma (one backbone pass, all layers), through joblib so
+        # that parallel_config(backend=...) distributes the grid
         outputs = Parallel(n_jobs=self.n_jobs, return_as="generator")(tasks)
         if self.progress:
             from tqdm.auto import tqdm
 
             outputs = tqdm(outputs, total=sigmas.size, desc="sigma grid", unit="sigma")
         results = list(outputs)
+        del keep_backbone
 
         self.n_splits_ = 1 if splits is None else len(splits)
-        self.cv_results_ = self._format_results(sigmas, results, probe is not None)
+        if layers is None:
+            self.cv_results_ = self._format_results(sigmas, results, probe is not None)
+        else:
+            # one row per (layer, sigma), layer-major: each layer's rows are
+            # what a single-layer search at that layer reports
+            rows = [
+                dict(r["layers"][layer], extract_time=r["extract_time"])
+                for layer in layers
+                for r in results
+            ]
+            row_sigmas = np.tile(sigmas, len(layers))
+            formatted = self._format_results(row_sigmas, rows, probe is not None)
+            row_layers = np.empty(row_sigmas.size, dtype=object)
+            row_layers[:] = np.repeat(np.asarray(layers, dtype=object), sigmas.size)
+            self.cv_results_ = {"layer": row_layers, **formatted}
 
         if self.scoring == "icr":
             mean = self.cv_results_["mean_icr"]
@@ -493,25 +558,43 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             mean = self.cv_results_["mean_probe_accuracy"]
             self.best_index_ = int(np.nanargmax(mean))
             self.best_score_ = float(mean[self.best_index_])
-        self.best_sigma_ = float(sigmas[self.best_index_])
+        self.best_sigma_ = float(self.cv_results_["sigma"][self.best_index_])
+        best_params = {"sigma": self.best_sigma_}
+        if layers is not None:
+            self.best_layer_ = str(self.cv_results_["layer"][self.best_index_])
+            best_params["layer"] = self.best_layer_
+            self.icr_surface_ = self._surface("mean_icr", layers, sigmas)
+            if probe is not None:
+                self.probe_surface_ = self._surface("mean_probe_accuracy", layers, sigmas)
 
         if self.refit:
             start = time.perf_counter()
             self.best_estimator_ = Pipeline(
                 [
-                    ("extract", clone(extractor).set_params(sigma=self.best_sigma_)),
+                    ("extract", clone(extractor).set_params(**best_params)),
                     ("decompose", clone(decomposer)),
                 ]
             ).fit(images)
             self.refit_time_ = time.perf_counter() - start
         return self
 
+    def _surface(self, key, layers, sigmas):
+        """``cv_results_[key]`` as a layers x sigmas DataFrame."""
+        import pandas as pd
+
+        values = np.asarray(self.cv_results_[key], dtype=np.float64)
+        return pd.DataFrame(
+            values.reshape(len(layers), sigmas.size),
+            index=pd.Index(list(layers), name="layer"),
+            columns=pd.Index(sigmas.copy(), name="sigma"),
+        )
+
     @staticmethod
     def _format_results(sigmas, results, with_probe):
         """Per-split lists from the grid -> a dict of arrays (GridSearchCV style)."""
         icr = np.asarray([r["icr"] for r in results], dtype=np.float64)
         cv_results = {
-            "sigma": sigmas.copy(),
+            "sigma": np.array(sigmas, dtype=np.float64),
             "mean_icr": icr.mean(axis=1),
             "std_icr": icr.std(axis=1),
         }
@@ -557,6 +640,9 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     def plot(self, ax=None):
         """Plot the ICR (and the probe accuracy, when known) against sigma.
 
+        After a joint search over ``layers``, draws the ICR surface instead:
+        a heat map over layers x sigma with the chosen cell (and the probe
+        optimum, when known) marked (:func:`skicr.plotting.plot_icr_surface`).
         Needs matplotlib.
 
         Parameters
@@ -568,9 +654,13 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         -------
         ax : matplotlib Axes
             The axes holding the ICR curve (the accuracy, if any, is on
-            ``ax.twinx()``).
+            ``ax.twinx()``), or the heat map.
         """
         check_is_fitted(self, "cv_results_")
+        if "layer" in self.cv_results_:
+            from skicr.plotting import plot_icr_surface
+
+            return plot_icr_surface(self.cv_results_, best_index=self.best_index_, ax=ax)
         from skicr.plotting import plot_noise_scan
 
         return plot_noise_scan(self.cv_results_, best_index=self.best_index_, ax=ax)

@@ -97,6 +97,8 @@ def test_scan_cv1_skips_the_probe(tiny_model, tmp_path, capsys):
         (["--unknown-flag"], "unrecognized arguments"),
         (["--pooling", "max"], "invalid choice"),
         (["--augment", "huge"], "invalid choice"),
+        (["--layers", "mid,,up.0"], "comma-separated layer names"),
+        (["--layers", "mid,mid"], "repeated"),
     ],
 )
 def test_bad_arguments_exit_2(args, message, capsys):
@@ -122,6 +124,8 @@ def test_no_command_exits_2(capsys):
         (lambda p, m: ["--model", m, "--images", str(p / "missing")], "no such file"),
         (lambda p, m: ["--model", m, "--images", str(p / "junk.pt")], "junk.pt"),
         (lambda p, m: ["--model", m, "--layer", "nope"], "nope"),
+        (lambda p, m: ["--model", m, "--layers", "mid,nope"], "nope"),
+        (lambda p, m: ["--model", m, "--layers", "mid", "--layer", "mid"], "not both"),
         (lambda p, m: ["--model", m, "--device", "warp9"], "--device"),
         (lambda p, m: ["--model", m, "--labels", str(p / "junk.pt")], "--labels needs --images"),
         (lambda p, m: ["--model", m, "--out", str(p / "junk.pt")], "not a folder"),
@@ -140,3 +144,23 @@ def test_parse_sigmas():
     np.testing.assert_allclose(cli.parse_sigmas("0.01:1:3"), [0.01, 0.1, 1.0])
     np.testing.assert_allclose(cli.parse_sigmas("0.5, 0.1"), [0.5, 0.1])
     np.testing.assert_allclose(cli.parse_sigmas("0.2"), [0.2])
+
+
+def test_scan_joint_layers(tiny_model, tmp_path, capsys):
+    out = tmp_path / "scan"
+    code = cli.main(["scan", "--model", tiny_model, "--out", str(out), "--layers",
+                     "down.1, mid,up.0", *TINY_GRID])
+    assert code == 0
+    table, report = read_outputs(out)
+    assert list(table["layer"]) == ["down.1"] * 2 + ["mid"] * 2 + ["up.0"] * 2
+    assert table["chosen"].sum() == 1 and table["probe_accuracy"].notna().all()
+    best = table.loc[table["icr"].idxmin()]
+    choice = report["choice"]
+    assert (choice["best_layer"], choice["best_sigma"]) == (best["layer"], pytest.approx(best["sigma"]))
+    peak = table.loc[table["probe_accuracy"].idxmax()]
+    assert choice["probe_best_layer"] == peak["layer"]
+    assert report["settings"]["layers"] == ["down.1", "mid", "up.0"]
+    assert report["settings"]["layer"] is None
+    assert (out / "scan.png").stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert f"chosen layer {best['layer']!r}" in printed and "probe accuracy peaks at layer" in printed

@@ -351,3 +351,257 @@ def test_real_backbone_forward_calls_do_not_depend_on_cv(cv):
     NoiseLevelSelector(extractor, sigmas, cv=cv, refit=False, random_state=0).fit(images)
     # per sigma: fit() probes one image, transform_views() runs all 30 x 2 views in one batch
     assert sorted(calls) == sorted([1, 60] * len(sigmas))
+
+
+# ---------------------------------------------------------------- joint layer x sigma search
+
+LAYER_BEST = {"a": 0.1, "b": np.sqrt(0.1)}  # grid points 2 and 3
+LAYER_SCALE = {"a": 0.3, "b": 0.15}  # b is cleaner at its optimum: the joint best is (b, 0.316)
+LAYER_WIDTH = {"a": 6, "b": 4}  # layers may differ in width
+
+
+class FakeLayerExtractor(FakeExtractor):
+    """FakeExtractor with layers: each has its own optimum, noise scale and width.
+
+    ``transform_layer_views`` gives, per layer, exactly what ``transform_views``
+    gives with ``layer`` set to it; ``n_layer_calls`` counts its calls (one
+    "backbone pass" each).
+    """
+
+    n_layer_calls = 0
+
+    def __init__(self, sigma=1.0, n_views=3, layer="a", random_state=None):
+        super().__init__(sigma=sigma, n_views=n_views, random_state=random_state)
+        self.layer = layer
+
+    def _views(self, images, layer):
+        if layer not in LAYER_BEST:
+            raise ValueError(f"unknown layer {layer!r}")
+        width = LAYER_WIDTH[layer]
+        images = np.asarray(images, dtype=float).reshape(len(images), -1)
+        seed = None if self.random_state is None else [self.random_state, ord(layer)]
+        eps = np.random.default_rng(seed).standard_normal((len(images), self.n_views, width))
+        best = LAYER_BEST[layer]
+        noise_std = LAYER_SCALE[layer] * (self.sigma / best + best / self.sigma)
+        return images[:, None, :width] + noise_std * eps
+
+    def transform_views(self, images):
+        type(self).n_transform_calls += 1
+        return self._views(images, self.layer)
+
+    def transform_layer_views(self, images, layers):
+        type(self).n_layer_calls += 1
+        return {layer: self._views(images, layer) for layer in layers}
+
+
+def fit_joint(images, y=None, layers=("a", "b"), **params):
+    params.setdefault("random_state", 0)
+    params.setdefault("cv", 3)
+    selector = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, layers=list(layers), **params)
+    return selector.fit(images, y)
+
+
+def test_joint_search_results_layout(data):
+    images, y = data
+    selector = fit_joint(images, y, probe=LogisticRegression(max_iter=500))
+    results = selector.cv_results_
+    n_rows = 2 * SIGMAS.size
+    assert list(results)[:2] == ["layer", "sigma"]
+    for key, value in results.items():
+        assert isinstance(value, np.ndarray) and value.shape == (n_rows,), key
+    assert list(results["layer"]) == ["a"] * SIGMAS.size + ["b"] * SIGMAS.size
+    np.testing.assert_allclose(results["sigma"], np.tile(SIGMAS, 2))
+    # ranks over all rows; one extraction per sigma shared by both layers
+    from scipy.stats import rankdata
+
+    np.testing.assert_array_equal(results["rank_icr"], rankdata(results["mean_icr"], "min"))
+    assert results["rank_icr"].max() > SIGMAS.size
+    np.testing.assert_array_equal(results["extract_time"][: SIGMAS.size],
+                                  results["extract_time"][SIGMAS.size:])
+    surface = selector.icr_surface_
+    assert isinstance(surface, pd.DataFrame) and surface.shape == (2, SIGMAS.size)
+    assert list(surface.index) == ["a", "b"] and surface.index.name == "layer"
+    np.testing.assert_allclose(surface.columns, SIGMAS)
+    np.testing.assert_array_equal(surface.to_numpy().ravel(), results["mean_icr"])
+    np.testing.assert_array_equal(selector.probe_surface_.to_numpy().ravel(),
+                                  results["mean_probe_accuracy"])
+    # the best cell is the surface's argmin: the known optimum of the cleaner layer
+    i, j = np.unravel_index(np.argmin(surface.to_numpy()), surface.shape)
+    assert (selector.best_layer_, selector.best_sigma_) == (surface.index[i], surface.columns[j])
+    assert selector.best_layer_ == "b" and selector.best_sigma_ == pytest.approx(LAYER_BEST["b"])
+    assert selector.best_index_ == SIGMAS.size + 3
+    assert selector.best_score_ == pytest.approx(-surface.to_numpy().min())
+    # each layer's own optimum along sigma
+    assert np.argmin(surface.loc["a"].to_numpy()) == 2
+
+
+def test_joint_search_equals_single_layer_searches(data):
+    images, y = data
+    probe = LogisticRegression(max_iter=500)
+    joint = fit_joint(images, y, probe=probe, refit=False)
+    rows = joint.cv_results_["layer"]
+    for layer in ("a", "b"):
+        single = NoiseLevelSelector(FakeLayerExtractor(layer=layer), SIGMAS, probe=probe, cv=3,
+                                    refit=False, random_state=0).fit(images, y)
+        mine = rows == layer
+        for key in ("mean_icr", "std_icr", "split0_icr", "split2_icr", "mean_probe_accuracy",
+                    "split1_probe_accuracy"):
+            np.testing.assert_allclose(joint.cv_results_[key][mine], single.cv_results_[key],
+                                       rtol=0, atol=1e-12, err_msg=f"{layer} {key}")
+
+
+def test_joint_search_one_extraction_per_sigma(data):
+    images, _ = data
+    FakeLayerExtractor.n_layer_calls = 0
+    FakeLayerExtractor.n_transform_calls = 0
+    fit_joint(images, refit=False, n_jobs=1)
+    assert FakeLayerExtractor.n_layer_calls == SIGMAS.size
+    assert FakeLayerExtractor.n_transform_calls == 0
+
+
+def test_joint_search_refit_and_transform(data):
+    images, _ = data
+    selector = fit_joint(images)
+    extract = selector.best_estimator_.named_steps["extract"]
+    assert extract.layer == selector.best_layer_ == "b"
+    assert extract.sigma == pytest.approx(selector.best_sigma_)
+    out = selector.transform(images[:5])
+    assert out.shape[0] == 5 and np.all(np.isfinite(out))
+
+
+def test_joint_search_scoring_probe_cv1_and_n_jobs(data):
+    images, y = data
+    probe = LogisticRegression(max_iter=500)
+    by_probe = fit_joint(images, y, probe=probe, scoring="probe", refit=False)
+    accuracy = by_probe.cv_results_["mean_probe_accuracy"]
+    assert by_probe.best_index_ == int(np.argmax(accuracy))
+    assert by_probe.best_layer_ == by_probe.cv_results_["layer"][by_probe.best_index_]
+    in_sample = fit_joint(images, cv=1, refit=False)
+    assert in_sample.n_splits_ == 1 and in_sample.icr_surface_.shape == (2, SIGMAS.size)
+    assert not hasattr(in_sample, "probe_surface_")
+    with parallel_config(backend="threading", n_jobs=2):
+        threaded = fit_joint(images, refit=False)
+    np.testing.assert_array_equal(threaded.cv_results_["mean_icr"],
+                                  fit_joint(images, refit=False).cv_results_["mean_icr"])
+    # one layer given: still the layered layout
+    single = fit_joint(images, layers=["a"], refit=False)
+    assert single.best_layer_ == "a" and single.icr_surface_.shape == (1, SIGMAS.size)
+    # without layers: no layered keys or attributes
+    plain = fit_selector(images, refit=False)
+    assert "layer" not in plain.cv_results_ and not hasattr(plain, "best_layer_")
+
+
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ([], "empty"),
+        (["a", "a"], "repeated"),
+        (["a", 3], "strings"),
+        (5, "layers"),
+    ],
+)
+def test_joint_search_bad_layers(data, layers, message):
+    images, _ = data
+    FakeLayerExtractor.n_layer_calls = 0
+    with pytest.raises((ValueError, InvalidParameterError), match=message):
+        NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, layers=layers).fit(images)
+    assert FakeLayerExtractor.n_layer_calls == 0  # before the grid
+
+
+def test_joint_search_needs_a_layered_extractor(data):
+    images, _ = data
+    with pytest.raises(ValueError, match="transform_layer_views"):
+        NoiseLevelSelector(FakeExtractor(), SIGMAS, layers=["a"]).fit(images)
+    # an unknown name a generic extractor cannot check early fails in the grid, naming sigma
+    with pytest.raises(ValueError, match="unknown layer") as info:
+        NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, layers=["a", "c"]).fit(images)
+    assert any("sigma=0.01" in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_plot_icr_surface(data):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skicr.plotting import plot_icr_surface
+
+    images, y = data
+    selector = fit_joint(images, y, probe=LogisticRegression(max_iter=500), refit=False)
+    ax = selector.plot()
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(text.startswith("lowest ICR: b, sigma = 0.316") for text in labels)
+    assert any(text.startswith("best probe accuracy") for text in labels)
+    assert len(ax.texts) == 2 * SIGMAS.size  # annotated cells
+    plt.close(ax.figure)
+    # the accuracy map, from a DataFrame, with a chosen cell that is neither optimum
+    frame = pd.DataFrame(selector.cv_results_)
+    ax = plot_icr_surface(frame, best_index=0, value="probe_accuracy", annotate=False)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "chosen: a, sigma = 0.01" in labels and not ax.texts
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="'layer'"):
+        plot_icr_surface(fit_selector(images, refit=False).cv_results_)
+    with pytest.raises(ValueError, match="value must be"):
+        plot_icr_surface(frame, value="accuracy")
+    with pytest.raises(ValueError, match="several rows"):
+        plot_icr_surface(pd.concat([frame, frame]))
+
+
+def _tiny_unet():
+    torch = pytest.importorskip("torch")
+    from skicr.models import SmallUNet
+
+    torch.manual_seed(0)
+    return SmallUNet(channels=(4, 8), mid_channels=8, emb_dim=8, n_frequencies=2)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_real_backbone_joint_search_one_pass_per_sigma_and_equal_to_single_layers():
+    from skicr import FeatureExtractor
+
+    net = _tiny_unet()
+    calls = []
+    net.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    images = np.random.default_rng(0).random((30, 1, 8, 8), dtype=np.float32)
+    y = np.arange(30) % 3
+    layers = ["down.1", "mid", "up.0"]
+    sigmas = [0.05, 0.3]
+    probe = LogisticRegression(max_iter=200)
+    joint = NoiseLevelSelector(
+        FeatureExtractor(net, n_views=2, batch_size=64), sigmas, layers=layers, probe=probe,
+        cv=3, refit=False, random_state=0,
+    ).fit(images, y)
+    # per sigma: fit() probes one image, then ONE pass of all 30 x 2 views reads every layer
+    assert sorted(calls) == sorted([1, 60] * len(sigmas))
+    assert joint.icr_surface_.shape == (3, 2)
+    for layer in layers:
+        single = NoiseLevelSelector(
+            FeatureExtractor(net, layer=layer, n_views=2, batch_size=64), sigmas, probe=probe,
+            cv=3, refit=False, random_state=0,
+        ).fit(images, y)
+        np.testing.assert_allclose(joint.icr_surface_.loc[layer], single.cv_results_["mean_icr"],
+                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(joint.probe_surface_.loc[layer],
+                                   single.cv_results_["mean_probe_accuracy"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_real_backbone_unknown_layer_fails_before_any_forward_pass():
+    from skicr import FeatureExtractor
+
+    net = _tiny_unet()
+    calls = []
+    net.register_forward_pre_hook(lambda module, args: calls.append(1))
+    images = np.random.default_rng(0).random((10, 1, 8, 8), dtype=np.float32)
+    selector = NoiseLevelSelector(FeatureExtractor(net, n_views=2), [0.1, 1.0],
+                                  layers=["mid", "midd"])
+    with pytest.raises(ValueError, match="Did you mean"):
+        selector.fit(images)
+    assert calls == []
+    # refit at the best (layer, sigma) on a real extractor
+    refit = NoiseLevelSelector(FeatureExtractor(net, n_views=2, random_state=0), [0.1, 1.0],
+                               layers=["down.1", "mid"], cv=2, random_state=0).fit(images)
+    assert refit.best_estimator_.named_steps["extract"].layer_ == refit.best_layer_
+    assert refit.transform(images).shape[0] == 10
