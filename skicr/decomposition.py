@@ -226,6 +226,69 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
             self._set_fitted(None)
         return self
 
+    def fit_statistics(self, statistics):
+        """Fit the decomposition on accumulated grouped-view statistics.
+
+        The end point of streaming and multi-process fits: views are added
+        chunk by chunk to a :class:`~skicr.metrics.GroupedViewStatistics`
+        (``update``, ``merge``, ``all_reduce`` across ``torch.distributed``
+        processes) and never held together. The result equals :meth:`fit` on
+        all the views those statistics saw. Only streaming covariance
+        estimators are supported (None, ``EmpiricalCovariance``,
+        ``ShrunkCovariance``, ``LedoitWolf``, ``OAS``). The statistics are
+        copied, so later :meth:`partial_fit` calls add to the copy.
+
+        Parameters
+        ----------
+        statistics : GroupedViewStatistics
+            Statistics of at least 2 images with at least 2 views each.
+
+        Returns
+        -------
+        self : InvariantResidualDecomposer
+            Fitted estimator; ``n_features_in_`` is ``n_views * d`` as for
+            flattened input.
+
+        See Also
+        --------
+        skicr.extraction.fit_from_loader : Streams a DataLoader into this method.
+        """
+        self._validate_params()
+        if not isinstance(statistics, GroupedViewStatistics):
+            raise TypeError(
+                "fit_statistics expects a skicr.metrics.GroupedViewStatistics; got "
+                f"{type(statistics).__name__}. Use fit for arrays of views."
+            )
+        if not is_streaming_estimator(self.covariance_estimator):
+            raise ValueError(
+                f"fit_statistics needs a streaming covariance estimator (None, EmpiricalCovariance, "
+                f"ShrunkCovariance, LedoitWolf, OAS); got {type(self.covariance_estimator).__name__}, "
+                "which needs the views themselves. Use fit on all the data instead."
+            )
+        n_views, d = statistics.n_views, statistics.n_features
+        if n_views is None or d is None or statistics.n_images < 2:
+            raise ValueError(
+                "fit_statistics needs statistics of at least 2 images; got "
+                f"{statistics.n_images} image(s)."
+            )
+        if n_views < 2:
+            raise ValueError(f"The statistics hold {n_views} view per image; at least 2 are needed.")
+        if self.n_views is not None and self.n_views != n_views:
+            raise ValueError(
+                f"The statistics hold {n_views} views per image but n_views={self.n_views}."
+            )
+        arrays = (statistics.mean_sum, statistics.mean_scatter, statistics.residual_scatter)
+        scalars = (statistics.mean_fourth, statistics.residual_fourth)
+        if not (all(np.isfinite(a).all() for a in arrays) and np.isfinite(scalars).all()):
+            raise ValueError("The statistics contain NaN or infinite values (non-finite views were added).")
+        # reset what fit's validate_data would set, as for flattened input
+        self.__dict__.pop("feature_names_in_", None)
+        self.n_features_in_ = n_views * d
+        self.n_views_ = n_views
+        self._stats = statistics.copy()
+        self._set_fitted(None)
+        return self
+
     def _set_fitted(self, views):
         result = decompose(
             self._stats, tau=self.tau, tau_mode=self.tau_mode,

@@ -12,6 +12,12 @@ parameterisation:
 - :class:`EDMBackbone`: EDM-preconditioned networks (skicr's own denoiser);
 - :class:`FlowBackbone`: flow-matching / rectified-flow networks (SiT);
 - :class:`CallableBackbone`: any network with a user function.
+
+:func:`fit_from_loader` streams a :class:`torch.utils.data.DataLoader` (or
+any iterable of image batches) into a fitted decomposer in memory that does
+not grow with the number of images, on one process or across
+``torch.distributed`` ranks; :func:`iter_loader_views` yields the views of
+each batch.
 """
 
 from ._augment import RandomAffine, ViewAugmentation
@@ -27,6 +33,7 @@ from ._backbones import (
     load_backbone,
 )
 from ._extractor import FeatureExtractor
+from ._streaming import LoaderViews, fit_from_loader, iter_loader_views, statistics_from_loader
 
 __all__ = [
     "FeatureExtractor",
@@ -41,4 +48,8 @@ __all__ = [
     "CallableBackbone",
     "RandomAffine",
     "ViewAugmentation",
+    "iter_loader_views",
+    "statistics_from_loader",
+    "fit_from_loader",
+    "LoaderViews",
 ]

@@ -68,6 +68,32 @@ def _shift_power_sums(n, s1, s2, s3, s4, delta):
     return new_s1, new_s2, new_s3, new_s4
 
 
+def collective_device(group=None):
+    """Device that ``torch.distributed`` collectives of ``group`` need their tensors on.
+
+    NCCL only moves CUDA tensors: the current CUDA device (set it per process
+    with ``torch.cuda.set_device(local_rank)``). Every other backend (gloo,
+    MPI, and the CPU half of a ``"cpu:gloo,cuda:nccl"`` group) takes CPU
+    tensors.
+
+    Parameters
+    ----------
+    group : torch.distributed.ProcessGroup or None, default=None
+        Process group; the default group when None.
+
+    Returns
+    -------
+    device : torch.device
+        ``cuda:<current>`` for an NCCL group, else ``cpu``.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if str(dist.get_backend(group)).lower() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 class GroupedViewStatistics:
     """Exact, mergeable sufficient statistics of grouped views (float64).
 
@@ -232,6 +258,8 @@ class GroupedViewStatistics:
         ``n_views`` (a rank may hold zero images). Ranks first agree on a
         common centring point (rank 0's), then one SUM all-reduce of a packed
         float64 buffer adds everything. Afterwards every rank holds the totals.
+        The buffer travels on the CPU for gloo and on the current CUDA device
+        for NCCL.
 
         Parameters
         ----------
@@ -250,18 +278,19 @@ class GroupedViewStatistics:
         if self.n_features is None:
             raise ValueError("all_reduce needs n_features; construct with n_features= on empty ranks.")
         d = self.n_features
+        device = collective_device(group)
         # rank 0 chooses the common centre (the mean of its images)
-        shift = torch.from_numpy(self._mean_or_shift().copy())
+        shift = torch.from_numpy(self._mean_or_shift().copy()).to(device)
         dist.broadcast(shift, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
-        self._set_shift(shift.numpy())
+        self._set_shift(shift.cpu().numpy())
         header = np.array([self.n_images, self.mean_fourth, self.residual_fourth], dtype=np.float64)
         packed = np.concatenate([
             header, self.mean_sum, self.mean_cubic,
             self.mean_scatter.ravel(), self.residual_scatter.ravel(),
         ])
-        buffer = torch.from_numpy(packed)
+        buffer = torch.from_numpy(packed).to(device)
         dist.all_reduce(buffer, op=dist.ReduceOp.SUM, group=group)
-        total = buffer.numpy()
+        total = buffer.cpu().numpy()
         self.n_images = int(round(total[0]))
         self.mean_fourth, self.residual_fourth = float(total[1]), float(total[2])
         offset = 3
