@@ -89,3 +89,15 @@ def test_incompatible_chunks_are_rejected(views):
         stats.merge(GroupedViewStatistics().update(views[:, :2]))
     with pytest.raises(ValueError, match="At least 2 images"):
         GroupedViewStatistics().update(views[:1]).covariance_means()
+
+
+def test_statistics_too_wide_for_memory_is_a_clear_error(monkeypatch):
+    from skicr.metrics import _statistics
+
+    monkeypatch.setattr(_statistics, "_physical_memory", lambda: 2**30)  # a 1 GiB machine
+    GroupedViewStatistics(n_features=4096)  # 256 MiB: fine
+    with pytest.raises(MemoryError, match="8192 features per view.*method='dual'"):
+        GroupedViewStatistics(n_features=8192)  # 1 GiB of statistics
+    views = np.zeros((3, 2, 8192), dtype=np.float32)
+    with pytest.raises(MemoryError, match="dual"):
+        GroupedViewStatistics().update(views)

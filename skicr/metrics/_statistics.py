@@ -13,6 +13,8 @@ degrees of freedom, so any covariance estimator fitted on them with
 ``assume_centered=True`` sees the right sample size.
 """
 
+import os
+
 import numpy as np
 from scipy.linalg import helmert
 
@@ -94,6 +96,32 @@ def collective_device(group=None):
     return torch.device("cpu")
 
 
+def _physical_memory():
+    """Bytes of physical memory, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_statistics_fit_in_memory(n_features):
+    """Refuse ``d x d`` statistics that cannot fit, before the OS kills the process.
+
+    numpy's zeros are lazy: a too-large allocation only fails (or summons the
+    OOM killer) once the first update touches it, long after the cause.
+    """
+    needed = 2 * 8 * n_features**2  # the two float64 scatter matrices
+    total = _physical_memory()
+    if total is not None and needed > total / 2:
+        raise MemoryError(
+            f"{n_features} features per view need {needed / 2**30:.1f} GiB for the two d x d "
+            f"statistics alone (the fit needs several times that), more than half of this "
+            f"machine's {total / 2**30:.1f} GiB. For wide features (flattened feature maps) use "
+            "the dual form, skicr.metrics.icr_score(views, method='dual'), whose memory depends "
+            "on the number of rows instead of d, or pool the feature maps (pooling='mean')."
+        )
+
+
 class GroupedViewStatistics:
     """Exact, mergeable sufficient statistics of grouped views (float64).
 
@@ -133,6 +161,7 @@ class GroupedViewStatistics:
     def _allocate(self, n_features):
         self.n_features = int(n_features)
         d = self.n_features
+        _check_statistics_fit_in_memory(d)
         self.shift = np.zeros(d)
         self.mean_sum = np.zeros(d)  # sum (m_i - shift)
         self.mean_scatter = np.zeros((d, d))  # sum (m_i - shift)(m_i - shift)^T
