@@ -3,6 +3,7 @@
 # Examples in reading order; any example not listed comes after these, by name.
 ORDER = [
     "plot_noise_level_selection.py",
+    "plot_layer_sigma_search.py",
     "plot_pipeline_probe.py",
     "plot_compare_shrinkage.py",
     "plot_baselines_across_sigma.py",
