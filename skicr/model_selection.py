@@ -171,20 +171,9 @@ def _evaluate_sigma(
 
 def _validate_layers(layers, extractor):
     """The candidate layers as a list of distinct names, checked before any extraction."""
-    if isinstance(layers, str):
-        layers = [layers]
-    try:
-        layers = list(layers)
-    except TypeError as exc:
-        raise ValueError(f"layers must be a list of layer names; got {layers!r}.") from exc
-    if not layers:
-        raise ValueError("layers is empty: give at least one layer name, or layers=None.")
-    bad = [name for name in layers if not isinstance(name, str)]
-    if bad:
-        raise ValueError(f"layer names must be strings; got {bad!r}.")
-    repeated = sorted({name for name in layers if layers.count(name) > 1})
-    if repeated:
-        raise ValueError(f"layers contains repeated names: {repeated}.")
+    from skicr.extraction._extractor import _check_layer_list, _check_layer_names
+
+    layers = _check_layer_names(layers)
     if not callable(getattr(extractor, "transform_layer_views", None)):
         raise ValueError(
             f"layers needs an extractor with a transform_layer_views(images, layers) method "
@@ -201,7 +190,6 @@ def _validate_layers(layers, extractor):
         # cheap (no forward pass): unknown names fail here, with close matches,
         # rather than inside the first grid task
         from skicr.extraction._backbones import as_backbone
-        from skicr.extraction._extractor import _check_layer_list
 
         backbone = as_backbone(extractor.backbone)
         _check_layer_list(backbone, layers)

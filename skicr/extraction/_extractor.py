@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from tqdm.auto import tqdm
@@ -245,21 +245,32 @@ def _extract_views(backbone, batches, *, layers, stop=None, **options):
     return out
 
 
-def _check_layer_list(backbone, layers):
-    """Validate a list of layer names: non-empty, distinct, all present (close-match errors)."""
+def _check_layer_names(layers):
+    """The layer names as a list of distinct strings (no network needed).
+
+    Bad types raise InvalidParameterError, which is both a TypeError and a
+    ValueError, so estimator parameters and method arguments can share it.
+    """
     if isinstance(layers, str):
         layers = [layers]
     try:
         layers = list(layers)
     except TypeError as exc:
-        raise TypeError(f"layers must be a list of layer names; got {layers!r}.") from exc
+        raise InvalidParameterError(f"layers must be a list of layer names; got {layers!r}.") from exc
     if not layers:
         raise ValueError("layers is empty: give at least one layer name.")
     bad = [name for name in layers if not isinstance(name, str)]
     if bad:
-        raise TypeError(f"layer names must be strings; got {bad!r}.")
-    if len(set(layers)) != len(layers):
-        raise ValueError(f"layers contains repeated names: {layers}.")
+        raise InvalidParameterError(f"layer names must be strings; got {bad!r}.")
+    repeated = sorted({name for name in layers if layers.count(name) > 1})
+    if repeated:
+        raise ValueError(f"layers contains repeated names: {repeated}.")
+    return layers
+
+
+def _check_layer_list(backbone, layers):
+    """Validate layer names: non-empty, distinct, all in ``backbone`` (close-match errors)."""
+    layers = _check_layer_names(layers)
     for name in layers:
         backbone.get_layer(name)  # unknown layer: error with close matches
     return layers
