@@ -212,12 +212,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         first = not hasattr(self, "_stats")
         if first:
             self._validate_params()
-            if not is_streaming_estimator(self.covariance_estimator):
-                raise ValueError(
-                    f"partial_fit needs a streaming covariance estimator (None, EmpiricalCovariance, "
-                    f"ShrunkCovariance, LedoitWolf, OAS); got {type(self.covariance_estimator).__name__}. "
-                    "Use fit on all the data instead."
-                )
+            self._check_streaming_estimator("partial_fit")
         views = self._validate_views(X, reset=first, min_images=1)
         if first:
             self._stats = GroupedViewStatistics()
@@ -259,12 +254,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 "fit_statistics expects a skicr.metrics.GroupedViewStatistics; got "
                 f"{type(statistics).__name__}. Use fit for arrays of views."
             )
-        if not is_streaming_estimator(self.covariance_estimator):
-            raise ValueError(
-                f"fit_statistics needs a streaming covariance estimator (None, EmpiricalCovariance, "
-                f"ShrunkCovariance, LedoitWolf, OAS); got {type(self.covariance_estimator).__name__}, "
-                "which needs the views themselves. Use fit on all the data instead."
-            )
+        self._check_streaming_estimator("fit_statistics")
         n_views, d = statistics.n_views, statistics.n_features
         if n_views is None or d is None or statistics.n_images < 2:
             raise ValueError(
@@ -288,6 +278,15 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self._stats = statistics.copy()
         self._set_fitted(None)
         return self
+
+    def _check_streaming_estimator(self, caller):
+        """Refuse covariance estimators that need the views themselves, not their statistics."""
+        if not is_streaming_estimator(self.covariance_estimator):
+            raise ValueError(
+                f"{caller} needs a streaming covariance estimator (None, EmpiricalCovariance, "
+                f"ShrunkCovariance, LedoitWolf, OAS); got {type(self.covariance_estimator).__name__}, "
+                "which needs the views themselves. Use fit on all the data instead."
+            )
 
     def _set_fitted(self, views):
         result = decompose(

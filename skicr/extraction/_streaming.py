@@ -28,7 +28,6 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ..metrics._covariance import is_streaming_estimator
 from ..metrics._statistics import GroupedViewStatistics, collective_device
 from ._extractor import _iter_view_chunks
 from ._images import ImageBatches, check_images
@@ -686,12 +685,7 @@ def fit_from_loader(
             f"decomposer must be an InvariantResidualDecomposer or None; got {type(decomposer).__name__}."
         )
     decomposer._validate_params()
-    if not is_streaming_estimator(decomposer.covariance_estimator):
-        # fail before hours of extraction, not after
-        raise ValueError(
-            "fit_from_loader needs a streaming covariance estimator (None, EmpiricalCovariance, "
-            f"ShrunkCovariance, LedoitWolf, OAS); got {type(decomposer.covariance_estimator).__name__}."
-        )
+    decomposer._check_streaming_estimator("fit_from_loader")  # before hours of extraction
     if decomposer.n_views is not None and decomposer.n_views != extractor.n_views:
         raise ValueError(
             f"decomposer.n_views={decomposer.n_views} but the extractor makes {extractor.n_views} views."
