@@ -49,36 +49,24 @@ def _error(message, code=2):
     return CLIError(message, code=code)
 
 
+def _float_option(accept, requirement):
+    """An argparse type: a float for which ``accept(value)`` holds, else ``must be {requirement}``."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number; got {text!r}.") from None
+        if not accept(value):  # NaN fails every comparison, so it is refused too
+            raise argparse.ArgumentTypeError(f"must be {requirement}; got {text!r}.")
+        return value
+
+    parse.__name__ = requirement
+    return parse
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}.") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text!r}.")
-    return value
-
-
-def _non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}.") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text!r}.")
-    return value
-
-
-def _unit_interval(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}.") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1); got {text!r}.")
-    return value
+_positive_float = _float_option(lambda v: 0 < v < float("inf"), "a finite number > 0")
+_non_negative_float = _float_option(lambda v: 0 <= v < float("inf"), "a finite number >= 0")
+_unit_interval = _float_option(lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 def register(subparsers):
