@@ -44,7 +44,7 @@ print(f"accuracy: {scores.mean():.3f} +- {scores.std():.3f}")
 # ------------------------------
 # The extractor's output has one row per image and the views side by side
 # in the columns, ``n_views * d`` of them. It is a
-# :class:`~skicr._views.ViewArray`, a numpy array that remembers
+# :class:`~skicr.views.ViewArray`, a numpy array that remembers
 # ``n_views``, even after row indexing by a cross-validation splitter.
 extract = pipe.named_steps["extract"]
 X = extract.fit_transform(images)

@@ -24,7 +24,7 @@ _LAZY = {
     # extraction
     "FeatureExtractor": "skicr.extraction",
     "list_layers": "skicr.extraction",
-    "fit_from_loader": "skicr.extraction",
+    "fit_from_loader": "skicr.streaming",
     # selection and monitoring
     "NoiseLevelSelector": "skicr.model_selection",
     "ICRMonitor": "skicr.monitoring",
@@ -41,6 +41,9 @@ _SUBMODULES = [
     "model_selection",
     "monitoring",
     "plotting",
+    "recipes",
+    "streaming",
+    "views",
 ]
 
 __all__ = sorted(_LAZY) + _SUBMODULES

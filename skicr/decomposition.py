@@ -7,11 +7,9 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .metrics._covariance import is_streaming_estimator
-from .metrics._icr import accumulate, decompose, heldout_icr
-from .metrics._statistics import GroupedViewStatistics
-from ._views import infer_n_views
-from .metrics._validation import resolve_n_views, split_views
+from .metrics import GroupedViewStatistics, accumulate, decompose, heldout_icr, is_streaming_estimator
+from ._utils.validation import check_streaming_estimator
+from .views import infer_n_views, resolve_n_views, split_views
 
 __all__ = ["InvariantResidualDecomposer"]
 
@@ -212,7 +210,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         first = not hasattr(self, "_stats")
         if first:
             self._validate_params()
-            self._check_streaming_estimator("partial_fit")
+            check_streaming_estimator(self.covariance_estimator, "partial_fit")
         views = self._validate_views(X, reset=first, min_images=1)
         if first:
             self._stats = GroupedViewStatistics()
@@ -254,7 +252,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 "fit_statistics expects a skicr.metrics.GroupedViewStatistics; got "
                 f"{type(statistics).__name__}. Use fit for arrays of views."
             )
-        self._check_streaming_estimator("fit_statistics")
+        check_streaming_estimator(self.covariance_estimator, "fit_statistics")
         n_views, d = statistics.n_views, statistics.n_features
         if n_views is None or d is None or statistics.n_images < 2:
             raise ValueError(
@@ -278,15 +276,6 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self._stats = statistics.copy()
         self._set_fitted(None)
         return self
-
-    def _check_streaming_estimator(self, caller):
-        """Refuse covariance estimators that need the views themselves, not their statistics."""
-        if not is_streaming_estimator(self.covariance_estimator):
-            raise ValueError(
-                f"{caller} needs a streaming covariance estimator (None, EmpiricalCovariance, "
-                f"ShrunkCovariance, LedoitWolf, OAS); got {type(self.covariance_estimator).__name__}, "
-                "which needs the views themselves. Use fit on all the data instead."
-            )
 
     def _set_fitted(self, views):
         result = decompose(

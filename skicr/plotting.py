@@ -2,19 +2,9 @@
 
 import numpy as np
 
+from ._utils.plotting import pyplot as _pyplot
+
 __all__ = ["plot_icr_surface", "plot_noise_scan"]
-
-
-def _pyplot():
-    """Import matplotlib.pyplot, or explain how to get it."""
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "skicr's plots need matplotlib, which is not installed: "
-            "pip install 'skicr[plot]' (or pip install matplotlib)."
-        ) from exc
-    return plt
 
 
 def plot_noise_scan(cv_results, best_index=None, ax=None, title=None):

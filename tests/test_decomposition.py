@@ -11,7 +11,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import Pipeline
 
 from skicr import ICRScorer, InvariantResidualDecomposer
-from skicr._views import ViewArray, view_feature_names
+from skicr.views import ViewArray, view_feature_names
 from skicr.metrics import icr_score
 
 

@@ -83,7 +83,7 @@ PUBLIC_MODULES = [
 ]
 
 # documented in docs/api although they live in private modules (users handle them)
-DOCUMENTED_PRIVATE = ["skicr._views.ViewArray"]
+DOCUMENTED_PRIVATE = ["skicr.views.ViewArray"]
 
 CHECKED = {
     "GL01", "GL02", "GL03", "GL05", "GL06", "GL07", "GL08", "GL09", "GL10",

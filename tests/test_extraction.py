@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 from skicr import FeatureExtractor
-from skicr._views import ViewArray, infer_n_views
+from skicr.views import ViewArray, infer_n_views
 from skicr.extraction import DiTBackbone, RandomAffine, ViewAugmentation
 from skicr.extraction._testing import TinyEDMNet, tiny_dit, tiny_unet2d
 

@@ -13,7 +13,7 @@ from sklearn.model_selection import GroupKFold, KFold
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skicr import NoiseLevelSelector
-from skicr._views import ViewArray
+from skicr.views import ViewArray
 from skicr.metrics import icr_score
 
 SIGMAS = np.geomspace(0.01, 1.0, 5)  # the fake optimum 0.1 is the middle point

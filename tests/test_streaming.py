@@ -11,8 +11,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from skicr import InvariantResidualDecomposer
 from skicr.extraction import FeatureExtractor, fit_from_loader, iter_loader_views, statistics_from_loader
-from skicr.extraction._extractor import _extract_views
-from skicr.extraction._images import check_images
+from skicr.extraction import extract_views
+from skicr._utils.images import check_images
 from skicr.extraction._testing import TinyEDMNet
 from skicr.metrics import GroupedViewStatistics, accumulate
 
@@ -317,9 +317,8 @@ def test_resume_reuses_the_seed_of_an_unseeded_run(net, images, tmp_path):
     resumed = fit_from_loader(make_extractor(net, random_state=None), loader, checkpoint=path)
     # the same seed, given explicitly, in one uninterrupted run
     extractor = make_extractor(net).fit(images)
-    options = extractor._extraction_options(progress=False)
-    options["base_seed"] = seed
-    views = _extract_views(extractor.backbone_, check_images(images), layers=("mid",), **options)["mid"]
+    spec = extractor.view_spec(base_seed=seed, progress=False)
+    views = extract_views(extractor.backbone_, check_images(images), ("mid",), spec)["mid"]
     assert_same_fit(resumed, InvariantResidualDecomposer().fit(views))
 
 

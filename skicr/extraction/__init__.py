@@ -17,11 +17,15 @@ parameterisation:
 any iterable of image batches) into a fitted decomposer in memory that does
 not grow with the number of images, on one process or across
 ``torch.distributed`` ranks; :func:`iter_loader_views` yields the views of
-each batch.
+each batch (both live in :mod:`skicr.streaming`, re-exported here).
+
+The view pipeline itself is :func:`iter_view_chunks` over a :class:`ViewSpec`
+(what :meth:`FeatureExtractor.view_spec` resolves the parameters to);
+:func:`register_backbone` teaches :func:`as_backbone` a new kind of network.
 """
 
 from ._augment import RandomAffine, ViewAugmentation
-from ._backbones import (
+from .backbones import (
     Backbone,
     CallableBackbone,
     DiTBackbone,
@@ -31,15 +35,22 @@ from ._backbones import (
     as_backbone,
     list_layers,
     load_backbone,
+    register_backbone,
 )
+from ._engine import ViewSpec, extract_views, iter_view_chunks
 from ._extractor import FeatureExtractor
-from ._streaming import LoaderViews, fit_from_loader, iter_loader_views, statistics_from_loader
+
+# the streaming drivers live in skicr.streaming (which builds on this package); they are
+# re-exported here, their first home, on first use, so that importing either package
+# never needs the other half-initialised
+_STREAMING = ("LoaderViews", "iter_loader_views", "statistics_from_loader", "fit_from_loader")
 
 __all__ = [
     "FeatureExtractor",
     "list_layers",
     "load_backbone",
     "as_backbone",
+    "register_backbone",
     "Backbone",
     "UNet2DBackbone",
     "DiTBackbone",
@@ -52,4 +63,19 @@ __all__ = [
     "statistics_from_loader",
     "fit_from_loader",
     "LoaderViews",
+    "ViewSpec",
+    "iter_view_chunks",
+    "extract_views",
 ]
+
+
+def __getattr__(name):
+    if name in _STREAMING:
+        import skicr.streaming
+
+        return getattr(skicr.streaming, name)
+    raise AttributeError(f"module 'skicr.extraction' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -2,279 +2,24 @@
 
 import copy
 import os
-from contextlib import contextmanager, nullcontext
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
-from tqdm.auto import tqdm
 
-from .._views import ViewArray, view_feature_names
-from ._archive import ModuleArchive
-from ._augment import ViewAugmentation, resolve_augment
-from ._backbones import Backbone, as_backbone
-from ._images import check_images
+from .._utils.images import check_images
+from .._utils.serialization import ModuleArchive
+from .._utils.validation import check_layer_list
+from ..views import ViewArray, view_feature_names
+from ._engine import ViewSpec, extract_views
+from .backbones import Backbone, as_backbone
 
 __all__ = ["FeatureExtractor"]
-
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-
-
-def _splitmix64(value):
-    value = (value + _GOLDEN) & _MASK64
-    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return value ^ (value >> 31)
-
-
-def _image_seed(base_seed, index, stream):
-    """Seed of one image's stream (0: augmentation, 1: noise, 2: batch callables).
-
-    Depends only on (base seed, image index, stream): the views of an image do
-    not depend on the batch size, on the other images or on the device.
-    """
-    return _splitmix64(_splitmix64(base_seed) ^ _splitmix64(3 * index + stream))
-
-
-class _LayerReached(Exception):
-    """Raised by the hook to stop the forward pass once the layer has run."""
-
-
-def _first_tensor(output):
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, dict):
-        output = list(output.values())
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            if isinstance(item, torch.Tensor):
-                return item
-    raise TypeError(
-        f"The hooked layer returned {type(output).__name__}, which holds no tensor; "
-        "pick another layer."
-    )
-
-
-@contextmanager
-def _frozen(modules):
-    """Evaluation mode for the run; the previous train/eval flags are restored."""
-    flags = [(m, m.training) for module in modules for m in module.modules()]
-    for module in modules:
-        module.eval()
-    try:
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
-
-
-def _pool(features, pooling, n_rows):
-    if callable(pooling):
-        pooled = pooling(features)
-        pooled = torch.as_tensor(pooled)
-        if pooled.ndim != 2 or pooled.shape[0] != n_rows:
-            raise ValueError(
-                f"pooling callable must return shape (n, d) with n={n_rows}; got "
-                f"{tuple(pooled.shape)} from features of shape {tuple(features.shape)}."
-            )
-        return pooled
-    if features.ndim == 2:
-        return features
-    if pooling == "flatten":
-        return features.flatten(1)
-    if features.ndim == 4:  # (n, C, h, w) feature map: spatial mean
-        return features.mean(dim=(2, 3))
-    if features.ndim == 3:  # (n, tokens, width): token mean
-        return features.mean(dim=1)
-    raise ValueError(
-        f"pooling={pooling!r} does not know features of shape {tuple(features.shape)}; "
-        "use pooling='flatten' or a callable."
-    )
-
-
-def _iter_view_chunks(
-    backbone,
-    batches,
-    *,
-    layers,
-    sigma,
-    n_views,
-    augment,
-    pooling,
-    batch_size,
-    device,
-    base_seed,
-    early_exit,
-    precision,
-    indices=None,
-    stop=None,
-    progress=False,
-):
-    """Pooled features of ``n_views`` views of every image, one chunk at a time.
-
-    One forward pass per chunk of ``batch_size`` images covers all their views
-    and reads every layer in ``layers`` (hooks on each; with ``early_exit`` the
-    pass stops once all of them have run). ``indices`` are the images' global
-    numbers, which seed their augmentation and noise streams (default
-    ``0..n-1``): an image gets the same views wherever it sits in a stream or
-    on whichever process.
-
-    Yields
-    ------
-    start, stop : int
-        Positions of the chunk in ``batches``.
-    features : dict
-        Layer name -> float32 ndarray of shape (stop - start, n_views, d_layer).
-    """
-    n_images = batches.n_images if stop is None else min(stop, batches.n_images)
-    if indices is None:
-        indices = np.arange(n_images)
-    elif len(indices) < n_images:
-        raise ValueError(f"got {len(indices)} image indices for {n_images} images.")
-    layers = tuple(layers)
-    augmentation = resolve_augment(augment)
-    targets = {name: backbone.get_layer(name) for name in layers}
-    captured = {}
-
-    def make_hook(name):
-        def hook(module, args, output):
-            if name not in captured:  # a module run twice: keep its first output
-                captured[name] = _first_tensor(output)
-            if early_exit and len(captured) == len(layers):
-                raise _LayerReached
-        return hook
-
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        if precision == "bfloat16"
-        else nullcontext()
-    )
-    generator = torch.Generator()  # CPU: identical draws on every device
-    n_batches = -(-n_images // batch_size)
-    handles = [target.register_forward_hook(make_hook(name)) for name, target in targets.items()]
-    description = ", ".join(layers) if len(layers) <= 3 else f"{len(layers)} layers"
-    try:
-        with _frozen(backbone.modules_()), torch.inference_mode(), autocast:
-            for start in tqdm(
-                range(0, n_images, batch_size),
-                total=n_batches,
-                disable=not progress,
-                desc=f"extracting {description} at sigma={sigma:g}",
-                unit="batch",
-            ):
-                stop_ = min(start + batch_size, n_images)
-                chunk_indices = [int(i) for i in indices[start:stop_]]
-                images = batches.batch(start, stop_, device)
-                n_rows = (stop_ - start) * n_views
-
-                if augmentation is None:
-                    # views differ by noise only: prepare (VAE) each image once
-                    data = backbone.prepare(images * 2 - 1)
-                    data = data.repeat_interleave(n_views, dim=0)
-                else:
-                    views = images.repeat_interleave(n_views, dim=0)
-                    if isinstance(augmentation, ViewAugmentation):
-                        parameters = torch.cat([
-                            augmentation.sample_parameters(
-                                n_views, generator.manual_seed(_image_seed(base_seed, i, 0))
-                            )
-                            for i in chunk_indices
-                        ])
-                        views = augmentation.apply(views, parameters.to(device))
-                    else:
-                        generator.manual_seed(_image_seed(base_seed, chunk_indices[0], 2))
-                        views = augmentation(views, generator)
-                        if (not isinstance(views, torch.Tensor) or views.ndim != 4
-                                or views.shape[:2] != (n_rows, images.shape[1])):
-                            raise ValueError(
-                                "augment must return a tensor of shape (n, C, H', W') with "
-                                f"n={n_rows}, C={images.shape[1]}; got "
-                                f"{getattr(views, 'shape', type(views).__name__)}."
-                            )
-                    data = backbone.prepare(views.float() * 2 - 1)
-
-                data = data.float()
-                noise = torch.cat([
-                    torch.randn(
-                        (n_views, *data.shape[1:]),
-                        generator=generator.manual_seed(_image_seed(base_seed, i, 1)),
-                    )
-                    for i in chunk_indices
-                ]).to(device)
-                noisy = data + float(sigma) * noise
-
-                captured.clear()
-                try:
-                    backbone.forward(noisy, float(sigma))
-                except _LayerReached:
-                    pass
-                missing = [name for name in layers if name not in captured]
-                if missing:
-                    raise RuntimeError(
-                        f"Layer(s) {missing} did not run during the forward pass of "
-                        f"{type(backbone.module).__name__}; pick layers on the forward path."
-                    )
-                features = {}
-                for name in layers:
-                    # pool in float32 (bfloat16 sums over many positions lose digits)
-                    pooled = _pool(captured.pop(name).float(), pooling, n_rows)
-                    features[name] = pooled.float().reshape(stop_ - start, n_views, -1).cpu().numpy()
-                yield start, stop_, features
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _extract_views(backbone, batches, *, layers, stop=None, **options):
-    """Features of every view of every image: layer -> ndarray (n, n_views, d), float32."""
-    n_images = batches.n_images if stop is None else min(stop, batches.n_images)
-    out = {}
-    for start, stop_, features in _iter_view_chunks(
-        backbone, batches, layers=layers, stop=stop, **options
-    ):
-        for name, pooled in features.items():
-            if name not in out:
-                out[name] = np.empty((n_images, *pooled.shape[1:]), dtype=np.float32)
-            out[name][start:stop_] = pooled
-    return out
-
-
-def _check_layer_names(layers):
-    """The layer names as a list of distinct strings (no network needed).
-
-    Bad types raise InvalidParameterError, which is both a TypeError and a
-    ValueError, so estimator parameters and method arguments can share it.
-    """
-    if isinstance(layers, str):
-        layers = [layers]
-    try:
-        layers = list(layers)
-    except TypeError as exc:
-        raise InvalidParameterError(f"layers must be a list of layer names; got {layers!r}.") from exc
-    if not layers:
-        raise ValueError("layers is empty: give at least one layer name.")
-    bad = [name for name in layers if not isinstance(name, str)]
-    if bad:
-        raise InvalidParameterError(f"layer names must be strings; got {bad!r}.")
-    repeated = sorted({name for name in layers if layers.count(name) > 1})
-    if repeated:
-        raise ValueError(f"layers contains repeated names: {repeated}.")
-    return layers
-
-
-def _check_layer_list(backbone, layers):
-    """Validate layer names: non-empty, distinct, all in ``backbone`` (close-match errors)."""
-    layers = _check_layer_names(layers)
-    for name in layers:
-        backbone.get_layer(name)  # unknown layer: error with close matches
-    return layers
-
 
 class _FittedModule:
     """Pickle marker: the ``backbone`` parameter is the fitted adapter's module."""
@@ -458,36 +203,56 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.backbone_ = backbone
         self.layer_ = layer
         self.device_ = device
-        probe = self._run(batches, n_views=1, augment=None, stop=1)
+        # one noise-only view of one image: the feature width
+        spec = self._spec(progress=False).replace(n_views=1, augment=None)
+        probe = extract_views(backbone, batches, (layer,), spec, stop=1)[layer]
         self.n_features_out_ = int(probe.shape[2])
         return self
 
-    def _base_seed(self):
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+    def view_spec(self, *, base_seed=None, progress=None):
+        """The settings of an extraction run: what this extractor's parameters resolve to.
 
-    def _extraction_options(self, *, n_views=None, augment="param", progress=None):
-        """Keyword arguments of the extraction core for this extractor's settings."""
-        return dict(
+        Checks the parameters (they may have been set since ``fit``) and
+        ``sigma`` against the backbone, and draws the run's base seed from
+        ``random_state`` (one fresh seed per call when it is None). Drives
+        :func:`skicr.extraction.iter_view_chunks`, as :mod:`skicr.streaming`
+        does.
+
+        Parameters
+        ----------
+        base_seed : int or None, default=None
+            Use this seed of the augmentation and noise streams instead of
+            one drawn from ``random_state`` (a resumed or distributed stream).
+        progress : bool or None, default=None
+            Progress bar over chunks; None uses ``progress``.
+
+        Returns
+        -------
+        spec : ViewSpec
+            Frozen settings: sigma, views, augmentation, pooling, batch size,
+            device, seed, early exit, precision, progress.
+        """
+        check_is_fitted(self)
+        self._validate_params()
+        self.backbone_.check_sigma(self.sigma)
+        return self._spec(base_seed, progress)
+
+    def _spec(self, base_seed=None, progress=None):
+        """:meth:`view_spec` without the checks (``fit`` has just made them)."""
+        if base_seed is None:
+            base_seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return ViewSpec(
             sigma=self.sigma,
-            n_views=self.n_views if n_views is None else n_views,
-            augment=self.augment if augment == "param" else augment,
+            n_views=self.n_views,
+            augment=self.augment,
             pooling=self.pooling,
             batch_size=self.batch_size,
             device=self.device_,
-            base_seed=self._base_seed(),
-            progress=self.progress if progress is None else progress,
+            base_seed=int(base_seed),
             early_exit=self.early_exit,
             precision=self.precision,
+            progress=self.progress if progress is None else progress,
         )
-
-    def _run(self, batches, *, n_views=None, augment="param", stop=None, layers=None):
-        """Views of ``batches``: an ndarray for the extractor's layer, or a dict over ``layers``."""
-        options = self._extraction_options(
-            n_views=n_views, augment=augment, progress=self.progress and stop is None
-        )
-        wanted = (self.layer_,) if layers is None else tuple(layers)
-        out = _extract_views(self.backbone_, batches, layers=wanted, stop=stop, **options)
-        return out[self.layer_] if layers is None else out
 
     def transform_views(self, images):
         """Features of every view, grouped: shape (n_images, n_views, d).
@@ -502,11 +267,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         views : ndarray of shape (n_images, n_views, n_features_out), float32
             Pooled layer features of every view of every image.
         """
-        check_is_fitted(self)
-        self._validate_params()
-        self.backbone_.check_sigma(self.sigma)
+        spec = self.view_spec()
         batches = check_images(images, expected_channels=self.backbone_.in_channels)
-        return self._run(batches)
+        return extract_views(self.backbone_, batches, (self.layer_,), spec)[self.layer_]
 
     def transform_layer_views(self, images, layers):
         """Views of several layers from one forward pass per batch.
@@ -529,12 +292,10 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             float32 features of every view, one entry per layer, in the
             order given.
         """
-        check_is_fitted(self)
-        self._validate_params()
-        layers = _check_layer_list(self.backbone_, layers)
-        self.backbone_.check_sigma(self.sigma)
+        spec = self.view_spec()
+        layers = check_layer_list(self.backbone_, layers)
         batches = check_images(images, expected_channels=self.backbone_.in_channels)
-        return self._run(batches, layers=layers)
+        return extract_views(self.backbone_, batches, layers, spec)
 
     def transform(self, images):
         """Features of every view, flattened with views contiguous.

@@ -18,6 +18,8 @@ import os
 import numpy as np
 from scipy.linalg import helmert
 
+from .._utils.distributed import collective_device
+
 __all__ = ["GroupedViewStatistics", "residual_contrast_rows"]
 
 
@@ -68,32 +70,6 @@ def _shift_power_sums(n, s1, s2, s3, s4, delta):
     new_s2 = s2 + outer + outer.T + n * np.outer(delta, delta)
     new_s1 = s1 + n * delta
     return new_s1, new_s2, new_s3, new_s4
-
-
-def collective_device(group=None):
-    """Device that ``torch.distributed`` collectives of ``group`` need their tensors on.
-
-    NCCL only moves CUDA tensors: the current CUDA device (set it per process
-    with ``torch.cuda.set_device(local_rank)``). Every other backend (gloo,
-    MPI, and the CPU half of a ``"cpu:gloo,cuda:nccl"`` group) takes CPU
-    tensors.
-
-    Parameters
-    ----------
-    group : torch.distributed.ProcessGroup or None, default=None
-        Process group; the default group when None.
-
-    Returns
-    -------
-    device : torch.device
-        ``cuda:<current>`` for an NCCL group, else ``cpu``.
-    """
-    import torch
-    import torch.distributed as dist
-
-    if str(dist.get_backend(group)).lower() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def _physical_memory():

@@ -114,6 +114,15 @@ class EDMPrecond(nn.Module):
         self.net = net
         self.sigma_data = float(sigma_data)
 
+    def __skicr_backbone__(self):
+        # the feature extractor's adapter (skicr.extraction.as_backbone's hook): called as
+        # net(x, sigma), layers under "net." (the default one is the inner network's)
+        from skicr.extraction import EDMBackbone
+
+        inner = EDMBackbone(self.net).default_layer
+        return EDMBackbone(self, sigma_data=self.sigma_data, call="preconditioned",
+                           default_layer=f"net.{inner}" if inner else None)
+
     def forward(self, x, sigma):
         """Denoise ``x`` at noise level ``sigma``.
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .._utils.serialization import plain_metadata as _plain
 from ._unet import SmallUNet
 
 __all__ = ["PRETRAINED", "save_denoiser", "load_denoiser", "load_pretrained"]
@@ -29,26 +30,6 @@ PRETRAINED = {
         "(python -m skicr.models.train, see docs/models.md)",
     ),
 }
-
-
-def _plain(value, where="metadata"):
-    """Copy of ``value`` made of the plain types torch.load(weights_only=True) accepts."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return str(value)  # str subclasses (torch.__version__) are not plain
-    if isinstance(value, Integral):
-        return int(value)
-    if isinstance(value, Real):
-        return float(value)
-    if isinstance(value, dict):
-        return {_plain(k, where): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise TypeError(
-        f"{where} must hold only str, int, float, bool, None, lists and dicts; "
-        f"got {type(value).__name__}."
-    )
 
 
 def save_denoiser(net, path, metadata=None, dtype=torch.float32):

@@ -255,6 +255,13 @@ class SmallUNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
+    def __skicr_backbone__(self):
+        # the feature extractor's adapter (skicr.extraction.as_backbone's hook): the raw
+        # EDM network F, called as net(c_in * x, c_noise)
+        from skicr.extraction import EDMBackbone
+
+        return EDMBackbone(self)
+
     def forward(self, x, c_noise):
         """Apply the raw network.
 

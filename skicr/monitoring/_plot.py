@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..plotting import _pyplot
+from .._utils.plotting import pyplot as _pyplot
 
 __all__ = ["plot_training_trajectory", "plot_retrieval_examples"]
 

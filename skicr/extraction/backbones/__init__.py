@@ -1,0 +1,39 @@
+"""Backbone adapters: one small protocol over every kind of denoiser.
+
+- :mod:`._base`: the protocol, :class:`Backbone`;
+- one model family per file: :class:`UNet2DBackbone` (``_unet2d``),
+  :class:`DiTBackbone` (``_dit``), :class:`EDMBackbone` (``_edm``),
+  :class:`FlowBackbone` (``_flow``), :class:`CallableBackbone`
+  (``_callable``), over the VP schedule helpers of ``_vp``;
+- ``_diffusers`` and ``_loading``: diffusers checkpoint folders on disk,
+  :func:`load_backbone`;
+- ``_registry``: which adapter a network gets (:func:`as_backbone`,
+  :func:`register_backbone`, :func:`list_layers`).
+
+To support a new kind of network, write an adapter (a :class:`Backbone`
+subclass with ``forward(noisy, sigma)``) in a file of its own and either
+register it for the network's class with :func:`register_backbone`, or give
+the network's class a ``__skicr_backbone__(self)`` method that returns it.
+"""
+
+from ._base import Backbone
+from ._callable import CallableBackbone
+from ._dit import DiTBackbone
+from ._edm import EDMBackbone
+from ._flow import FlowBackbone
+from ._loading import load_backbone
+from ._registry import as_backbone, list_layers, register_backbone
+from ._unet2d import UNet2DBackbone
+
+__all__ = [
+    "Backbone",
+    "UNet2DBackbone",
+    "DiTBackbone",
+    "EDMBackbone",
+    "FlowBackbone",
+    "CallableBackbone",
+    "as_backbone",
+    "load_backbone",
+    "list_layers",
+    "register_backbone",
+]

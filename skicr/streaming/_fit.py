@@ -1,0 +1,255 @@
+"""Drivers: the statistics, and a fitted decomposer, of every image of a loader."""
+
+import hashlib
+from numbers import Integral
+
+import numpy as np
+
+from .._utils.distributed import broadcast_seed, resolve_distributed
+from .._utils.validation import check_int, check_streaming_estimator
+from ..metrics import GroupedViewStatistics
+from ._checkpoint import _check_fingerprint, _fingerprint, _load_checkpoint, _rank_path, _save_checkpoint
+from ._loader import _is_fitted, _stream
+
+__all__ = ["statistics_from_loader", "fit_from_loader"]
+
+
+def _draw_seed(extractor):
+    """The base seed ``extractor`` draws for a run (from its ``random_state``)."""
+    from sklearn.utils import check_random_state
+
+    return int(check_random_state(extractor.random_state).randint(np.iinfo(np.int32).max))
+
+
+def statistics_from_loader(
+    extractor,
+    loader,
+    *,
+    distributed="auto",
+    group=None,
+    image_indices="auto",
+    checkpoint=None,
+    checkpoint_every=50,
+    progress=None,
+):
+    """Grouped-view statistics of every image of a loader, in bounded memory.
+
+    Each batch's views are extracted, added to a
+    :class:`~skicr.metrics.GroupedViewStatistics` and dropped. Under
+    ``torch.distributed`` each rank reads its shard and the statistics are
+    summed once at the end (one SUM all-reduce), so every rank returns the
+    totals.
+
+    Parameters
+    ----------
+    extractor : FeatureExtractor
+        Fitted on the first batch if it is not fitted yet.
+    loader : iterable
+        Batches of images; see :func:`iter_loader_views` for the formats and
+        how images are numbered.
+    distributed : {"auto", True, False}, default="auto"
+        Sum the statistics across the processes of ``group``. ``"auto"``:
+        when ``torch.distributed`` is initialised. False keeps each rank's own
+        statistics.
+    group : torch.distributed.ProcessGroup or None, default=None
+        Process group; the default group when None.
+    image_indices : {"auto", "position"}, default="auto"
+        Image numbering; see :func:`iter_loader_views`.
+    checkpoint : str, path or None, default=None
+        File to save the accumulated statistics to every
+        ``checkpoint_every`` batches, when the loop is interrupted by an
+        exception, and at the end. If the file exists, its statistics are
+        loaded, the batches it already holds are skipped (read and checked
+        against a hash of their content, not extracted) and accumulation
+        resumes: the result is the same as an uninterrupted run. The settings
+        it was built with must match (clear error otherwise). Under
+        ``torch.distributed`` with several processes each rank uses its own
+        file, ``<stem>.rank<r><suffix>``. Resuming needs a loader that yields
+        the same batches in the same order (no unseeded shuffling).
+    checkpoint_every : int, default=50
+        Batches between checkpoints.
+    progress : bool or None, default=None
+        Progress bar over loader batches (rank 0 only); None uses
+        ``extractor.progress``.
+
+    Returns
+    -------
+    statistics : GroupedViewStatistics
+        Statistics of all images (of all ranks when distributed).
+
+    See Also
+    --------
+    fit_from_loader : These statistics turned into a fitted decomposer.
+    """
+    check_int("checkpoint_every", checkpoint_every, 1)
+    distributed, rank, world_size = resolve_distributed(distributed, group)
+    progress = (extractor.progress if progress is None else progress) and rank == 0
+
+    state = None
+    path = None if checkpoint is None else _rank_path(checkpoint, rank, world_size)
+    if path is not None and path.exists():
+        state = _load_checkpoint(path)
+    if isinstance(extractor.random_state, Integral):
+        base_seed = _draw_seed(extractor)
+    else:
+        # None or a RandomState: one seed for the whole stream, the checkpoint's on resume
+        base_seed = state["base_seed"] if state is not None else _draw_seed(extractor)
+        if distributed:
+            base_seed = broadcast_seed(base_seed, group)
+    if state is not None and state["base_seed"] != base_seed:
+        raise ValueError(
+            f"The checkpoint {path} was accumulated with base seed {state['base_seed']} but the "
+            f"extractor now gives {base_seed} (another random_state?)."
+        )
+
+    statistics = GroupedViewStatistics() if state is None else state["statistics"]
+    n_batches = 0 if state is None else state["n_batches"]
+    skip = n_batches
+    digest = None if state is None else state["digest"]
+    fingerprint = None
+    updating = False
+
+    def on_ready(mode):
+        nonlocal fingerprint
+        if path is not None:
+            fingerprint = _fingerprint(extractor, mode=mode, rank=rank, world_size=world_size)
+            if state is not None:
+                _check_fingerprint(path, state["fingerprint"], fingerprint)
+
+    def save(complete=False):
+        _save_checkpoint(path, fingerprint=fingerprint, base_seed=base_seed, n_batches=n_batches,
+                         digest=digest, statistics=statistics, complete=complete)
+
+    stream = _stream(
+        extractor, loader, base_seed=base_seed, image_indices=image_indices, skip=skip,
+        resume_digest=digest, hasher=None if path is None else hashlib.blake2b(digest_size=16),
+        progress=progress, on_ready=on_ready,
+    )
+    try:
+        for _, item, hasher in stream:
+            updating = True
+            if len(item.indices):
+                statistics.update(item.views)
+            n_batches += 1
+            digest = None if hasher is None else hasher.hexdigest()
+            updating = False
+            if path is not None and n_batches % checkpoint_every == 0:
+                save()
+    except BaseException:
+        # keep what was accumulated (unless the failure hit the update itself)
+        if path is not None and fingerprint is not None and not updating and n_batches > skip:
+            save()
+        raise
+    if path is not None and fingerprint is not None and n_batches > skip:
+        save(complete=True)
+
+    if distributed:
+        if statistics.n_features is None:
+            if not _is_fitted(extractor):
+                raise RuntimeError(
+                    f"Rank {rank} received no batches and its extractor is not fitted, so the feature "
+                    "width is unknown; fit the extractor before fit_from_loader."
+                )
+            statistics = GroupedViewStatistics(extractor.n_features_out_, extractor.n_views)
+        statistics.all_reduce(group)
+    elif statistics.n_images == 0:
+        raise ValueError("The loader yielded no images; nothing to fit.")
+    return statistics
+
+
+def fit_from_loader(
+    extractor,
+    loader,
+    decomposer=None,
+    *,
+    distributed="auto",
+    group=None,
+    image_indices="auto",
+    checkpoint=None,
+    checkpoint_every=50,
+    progress=None,
+):
+    """A decomposer fitted on every image of a loader, in memory that does not grow with them.
+
+    Views are extracted one loader batch at a time and only the ``d x d``
+    statistics persist (:func:`statistics_from_loader`); the decomposer is
+    then fitted from them with
+    :meth:`~skicr.InvariantResidualDecomposer.fit_statistics`. The result
+    equals ``decomposer.fit(extractor.transform_views(all_images))`` for a
+    non-shuffled loader. Under ``torch.distributed`` (e.g. launched with
+    ``torchrun``) each process reads its shard, the statistics are summed
+    with one all-reduce and every rank returns the same fitted decomposer.
+
+    Parameters
+    ----------
+    extractor : FeatureExtractor
+        Fitted on the first batch if it is not fitted yet.
+    loader : iterable
+        Batches of images: arrays or tensors, tuples/lists whose first
+        element is the images, or dicts with an ``"image"``, ``"images"`` or
+        ``"pixel_values"`` key; typically a
+        :class:`torch.utils.data.DataLoader`, with a ``DistributedSampler``
+        when distributed (see :func:`iter_loader_views` for the numbering).
+    decomposer : InvariantResidualDecomposer or None, default=None
+        The estimator to fit (in place), with a streaming covariance
+        estimator (None, ``EmpiricalCovariance``, ``ShrunkCovariance``,
+        ``LedoitWolf``, ``OAS``); None uses the defaults.
+    distributed : {"auto", True, False}, default="auto"
+        Sum the statistics across processes; ``"auto"``: when
+        ``torch.distributed`` is initialised.
+    group : torch.distributed.ProcessGroup or None, default=None
+        Process group; the default group when None.
+    image_indices : {"auto", "position"}, default="auto"
+        Image numbering; see :func:`iter_loader_views`.
+    checkpoint : str, path or None, default=None
+        Save and resume the accumulated statistics; see
+        :func:`statistics_from_loader`.
+    checkpoint_every : int, default=50
+        Batches between checkpoints.
+    progress : bool or None, default=None
+        Progress bar over loader batches (rank 0 only); None uses
+        ``extractor.progress``.
+
+    Returns
+    -------
+    decomposer : InvariantResidualDecomposer
+        Fitted on all images (of all ranks when distributed).
+
+    See Also
+    --------
+    iter_loader_views : The views of each batch, to drive a loop yourself.
+    skicr.InvariantResidualDecomposer.partial_fit : Per-batch refits.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> from skicr.extraction import FeatureExtractor, fit_from_loader
+    >>> from skicr.extraction._testing import TinyEDMNet
+    >>> images = torch.rand(40, 1, 16, 16)
+    >>> loader = DataLoader(TensorDataset(images), batch_size=16)
+    >>> extractor = FeatureExtractor(TinyEDMNet(), layer="mid", random_state=0)
+    >>> decomposer = fit_from_loader(extractor, loader)
+    >>> decomposer.n_images_seen_, decomposer.covariance_s_.shape
+    (40, (16, 16))
+    """
+    from ..decomposition import InvariantResidualDecomposer  # the estimator layer above this one
+
+    if decomposer is None:
+        decomposer = InvariantResidualDecomposer()
+    if not isinstance(decomposer, InvariantResidualDecomposer):
+        raise TypeError(
+            f"decomposer must be an InvariantResidualDecomposer or None; got {type(decomposer).__name__}."
+        )
+    decomposer._validate_params()
+    # before hours of extraction
+    check_streaming_estimator(decomposer.covariance_estimator, "fit_from_loader")
+    if decomposer.n_views is not None and decomposer.n_views != extractor.n_views:
+        raise ValueError(
+            f"decomposer.n_views={decomposer.n_views} but the extractor makes {extractor.n_views} views."
+        )
+    statistics = statistics_from_loader(
+        extractor, loader, distributed=distributed, group=group, image_indices=image_indices,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+    )
+    return decomposer.fit_statistics(statistics)

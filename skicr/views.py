@@ -1,0 +1,226 @@
+"""Grouped views: the data layout shared by every skicr estimator, and its one check.
+
+Rows are images. Views of one image travel either as a 3-D array
+``(n_images, n_views, n_features)`` or flattened to
+``(n_images, n_views * n_features)`` with views contiguous: columns
+``[v * d:(v + 1) * d]`` are view ``v``.
+
+A flattened array must say how many views it holds. That comes from, in
+order: an explicit ``n_views``; a :class:`ViewArray` (what
+:class:`skicr.FeatureExtractor` returns), which carries ``n_views`` through a
+Pipeline and through row indexing; or pandas columns named ``view{v}_...``
+(``set_output(transform="pandas")``). So the user sets ``n_views`` once, on
+the extractor.
+"""
+
+import numbers
+import re
+
+import numpy as np
+
+__all__ = [
+    "ViewArray",
+    "check_grouped_views",
+    "infer_n_views",
+    "resolve_n_views",
+    "split_views",
+    "view_feature_names",
+]
+
+_VIEW_COLUMN = re.compile(r"^view(\d+)_")
+
+
+class ViewArray(np.ndarray):
+    """A 2-D float array of flattened views that remembers ``n_views``.
+
+    Behaves as a plain :class:`numpy.ndarray`; row selection (as done by
+    cross-validation splitters) keeps the ``n_views`` attribute.
+
+    Parameters
+    ----------
+    data : array-like of shape (n_images, n_views * n_features)
+        Flattened views, views contiguous.
+    n_views : int
+        Number of views per image.
+    """
+
+    def __new__(cls, data, n_views):
+        obj = np.asarray(data).view(cls)
+        if obj.ndim != 2 or obj.shape[1] % int(n_views):
+            raise ValueError(
+                f"ViewArray needs a 2-D array whose n_columns is a multiple of "
+                f"n_views={n_views}; got shape {obj.shape}."
+            )
+        obj.n_views = int(n_views)
+        return obj
+
+    def __array_finalize__(self, obj):
+        self.n_views = getattr(obj, "n_views", None)
+
+    def __reduce__(self):
+        # keep n_views through pickling (joblib workers)
+        state = super().__reduce__()
+        return (state[0], state[1], (state[2], self.n_views))
+
+    def __setstate__(self, state):
+        base_state, self.n_views = state
+        super().__setstate__(base_state)
+
+
+def infer_n_views(X):
+    """Return the number of views that ``X`` carries, or None if it carries none.
+
+    Parameters
+    ----------
+    X : array-like or DataFrame
+        3-D arrays give ``X.shape[1]``; a :class:`ViewArray` its ``n_views``;
+        a DataFrame with ``view{v}_`` column names the number of distinct ``v``.
+
+    Returns
+    -------
+    n_views : int or None
+    """
+    if isinstance(X, ViewArray) and X.n_views is not None:
+        return X.n_views
+    columns = getattr(X, "columns", None)
+    if columns is not None:
+        matches = [_VIEW_COLUMN.match(str(c)) for c in columns]
+        if matches and all(matches):
+            return len({m.group(1) for m in matches})
+        return None
+    ndim = getattr(X, "ndim", None)
+    if ndim == 3:
+        return X.shape[1]
+    return None
+
+
+def view_feature_names(n_views, feature_names):
+    """Names ``view{v}_{name}`` for flattened views, views contiguous.
+
+    Parameters
+    ----------
+    n_views : int
+        Number of views.
+    feature_names : sequence of str
+        Names of the per-view features.
+
+    Returns
+    -------
+    names : ndarray of str, shape (n_views * len(feature_names),)
+    """
+    return np.asarray(
+        [f"view{v}_{name}" for v in range(n_views) for name in feature_names],
+        dtype=object,
+    )
+
+
+def resolve_n_views(X, n_views=None):
+    """Return the number of views of ``X``, checking explicit and carried values agree.
+
+    Parameters
+    ----------
+    X : array-like
+        3-D views, a :class:`ViewArray`, a DataFrame with
+        ``view{v}_`` columns, or a plain 2-D array (then ``n_views`` is needed).
+    n_views : int or None
+        Number of views given by the caller.
+
+    Returns
+    -------
+    n_views : int
+    """
+    carried = infer_n_views(X)
+    if n_views is not None:
+        if not isinstance(n_views, numbers.Integral) or isinstance(n_views, bool):
+            raise TypeError(f"n_views must be an int, got {n_views!r}.")
+        if carried is not None and carried != n_views:
+            raise ValueError(
+                f"n_views={n_views} disagrees with the {carried} views that X carries "
+                f"(shape {np.shape(X)}). Leave n_views=None to use the views of X."
+            )
+        resolved = int(n_views)
+    elif carried is not None:
+        resolved = int(carried)
+    else:
+        raise ValueError(
+            f"Cannot tell how many views the 2-D input of shape {np.shape(X)} holds. "
+            "Pass a 3-D array (n_images, n_views, n_features), the output of "
+            "FeatureExtractor, or set n_views."
+        )
+    if resolved < 2:
+        raise ValueError(
+            f"At least 2 views per image are needed to separate the invariant part "
+            f"from the residual; got n_views={resolved}."
+        )
+    return resolved
+
+
+def split_views(X2d, n_views):
+    """Reshape a flattened ``(n_images, n_views * d)`` array to 3-D, checking divisibility.
+
+    Parameters
+    ----------
+    X2d : ndarray of shape (n_images, n_views * n_features)
+        Views contiguous: columns ``[v * d:(v + 1) * d]`` are view ``v``.
+    n_views : int
+        Number of views.
+
+    Returns
+    -------
+    views : ndarray of shape (n_images, n_views, n_features)
+    """
+    n_images, n_columns = X2d.shape
+    if n_columns % n_views:
+        raise ValueError(
+            f"X has n_features={n_columns}, which is not divisible by n_views={n_views}: "
+            "flattened views must be (n_images, n_views * n_features)."
+        )
+    return X2d.reshape(n_images, n_views, n_columns // n_views)
+
+
+def check_grouped_views(X, n_views=None, *, min_images=2, dtype=np.float64):
+    """Validate grouped views and return them as a 3-D float array.
+
+    Parameters
+    ----------
+    X : array-like
+        Views as ``(n_images, n_views, n_features)``, or flattened
+        ``(n_images, n_views * n_features)`` with views contiguous (then
+        ``n_views`` must be given or carried by ``X``).
+    n_views : int or None, default=None
+        Number of views when ``X`` is flattened.
+    min_images : int, default=2
+        Minimum number of images.
+    dtype : numpy dtype, default=np.float64
+        Output dtype.
+
+    Returns
+    -------
+    views : ndarray of shape (n_images, n_views, n_features)
+        A finite array of ``dtype``.
+    """
+    n_views = resolve_n_views(X, n_views)
+    values = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
+    if values.ndim == 3:
+        views = values
+    elif values.ndim == 2:
+        views = split_views(values, n_views)
+    else:
+        raise ValueError(
+            "Grouped views must be 3-D (n_images, n_views, n_features) or 2-D "
+            f"(n_images, n_views * n_features); got an array of shape {values.shape}."
+        )
+    if not np.issubdtype(views.dtype, np.number) or np.issubdtype(views.dtype, np.complexfloating):
+        raise ValueError(f"Views must be real numbers; got dtype {views.dtype}.")
+    views = np.asarray(views, dtype=dtype)
+    if views.shape[0] < min_images:
+        raise ValueError(
+            f"At least {min_images} images are needed; got {views.shape[0]} "
+            f"(views of shape {views.shape})."
+        )
+    if views.shape[2] < 1:
+        raise ValueError("Views have 0 features.")
+    if not np.isfinite(views).all():
+        kind = "NaN" if np.isnan(views).any() else "infinite values"
+        raise ValueError(f"Views contain {kind}; features must be finite.")
+    return views
