@@ -59,7 +59,7 @@ def main(argv=None):
     threadpool_limits(limits=args.blas_threads, user_api="blas")
 
     from skicr import FeatureExtractor
-    from skicr.cli import SCAN_DEFAULTS, make_probe, parse_sigmas
+    from skicr.recipes import SCAN_DEFAULTS, make_probe, parse_sigmas
     from skicr.datasets import load_digits_images
     from skicr.models import load_pretrained
 

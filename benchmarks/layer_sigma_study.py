@@ -49,7 +49,7 @@ LOW_NOISE = 0.5  # below: before the collapse that every layer shares (as in sca
 def run_search(images, y, *, layers, sigmas, n_views, cv, seed):
     """The joint search; returns its cv_results_ (lists) and timings."""
     from skicr import FeatureExtractor, NoiseLevelSelector
-    from skicr.cli import make_probe
+    from skicr.recipes import make_probe
     from skicr.models import load_pretrained
 
     extractor = FeatureExtractor(load_pretrained("digits"), n_views=n_views, pooling="mean",

@@ -43,22 +43,19 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 from scipy.stats import spearmanr
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SIGMAS = np.geomspace(0.005, 5.0, 13)  # factor 1.78 per step
 LOW_NOISE = 0.5  # "low-noise half" of the grid for the restricted Spearman
 LAYERS = ["down.1", "mid", "up.0"]
-PROBE_C = 0.1
+from skicr.recipes import PROBE_C, make_probe  # noqa: E402  (the scan's probe, one home)
 
 
 def augmentations():
     """The augmentation strengths of ``skicr scan --augment`` (none, weak, default, strong)."""
-    from skicr.cli import augment_presets
+    from skicr.recipes import augment_presets
 
     return augment_presets()
 
@@ -107,7 +104,7 @@ def probe_accuracy(features, y, folds, C=PROBE_C):
     accuracies = []
     features = np.asarray(features, dtype=np.float64)
     for train, test in folds:
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=1000))
+        probe = make_probe(C)
         probe.fit(features[train], y[train])
         accuracies.append(float(np.mean(probe.predict(features[test]) == y[test])))
     return accuracies
@@ -290,7 +287,7 @@ def part_selector(ctx):
     subset, and with flattened features for comparison.
     """
     from skicr import FeatureExtractor, NoiseLevelSelector
-    from skicr.cli import SCAN_DEFAULTS, make_probe, parse_sigmas
+    from skicr.recipes import SCAN_DEFAULTS, make_probe, parse_sigmas
 
     net, images, y = ctx["net"], ctx["images"], ctx["y"]
     everything = np.arange(len(images))

@@ -24,15 +24,13 @@ them beside the accuracy of a linear probe.
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from skicr import FeatureExtractor
 from skicr.datasets import load_digits_images
 from skicr.metrics import alignment, icr_score, lidar, rankme, uniformity
 from skicr.models import load_pretrained
+from skicr.recipes import make_probe
 
 images, labels = load_digits_images()
 subset = np.random.default_rng(3).choice(len(images), size=300, replace=False)
@@ -42,7 +40,7 @@ extractor = FeatureExtractor(load_pretrained("digits"), layer="mid", n_views=4, 
 # %%
 # One extraction per sigma; every metric reads the same views
 # ``(n_images, n_views, d)``. The probe sees one noisy view per image.
-probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=300))
+probe = make_probe()
 rows = []
 for sigma in np.geomspace(0.02, 3.0, 6):
     views = extractor.set_params(sigma=sigma).fit(images).transform_views(images)

@@ -17,13 +17,11 @@ only check the label-free surface against a linear probe on the same folds.
 # The joint search
 # ----------------
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from skicr import FeatureExtractor, NoiseLevelSelector
 from skicr.datasets import load_digits_images
 from skicr.models import load_pretrained
+from skicr.recipes import make_probe
 
 images, labels = load_digits_images()
 subset = np.random.default_rng(0).choice(len(images), size=400, replace=False)
@@ -33,7 +31,7 @@ selector = NoiseLevelSelector(
     FeatureExtractor(load_pretrained("digits"), n_views=4),
     sigmas=np.geomspace(0.01, 2.0, 6),
     layers=["down.0", "down.1", "mid", "up.0"],
-    probe=make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=300)),
+    probe=make_probe(),
     cv=4,
     random_state=0,
 ).fit(images, labels)

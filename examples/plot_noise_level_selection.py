@@ -20,13 +20,11 @@ The backbone runs once per sigma: cross-validation folds reuse the features.
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from skicr import FeatureExtractor, NoiseLevelSelector
 from skicr.datasets import load_digits_images
 from skicr.models import load_pretrained
+from skicr.recipes import make_probe
 
 images, labels = load_digits_images()
 subset = np.random.default_rng(0).choice(len(images), size=400, replace=False)
@@ -43,7 +41,7 @@ print(images.shape, images.dtype, images.min(), images.max())
 # same augmentations and the same standard-normal noise, scaled by sigma:
 # the curve is smooth.
 extractor = FeatureExtractor(net, layer="mid", n_views=4, pooling="mean")
-probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=300))
+probe = make_probe()
 selector = NoiseLevelSelector(
     extractor,
     sigmas=np.geomspace(0.01, 3.0, 7),

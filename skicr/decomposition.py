@@ -296,10 +296,10 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self.components_ = result.directions[: self.n_components_]
         self.icr_ = result.icr
         self.mean_snr_ = result.mean_snr
-        self.trace_s_ = float(np.trace(result.covariance_s))
-        self.trace_xi_ = float(np.trace(result.covariance_xi))
-        self.expansion_ = self.trace_s_ + self.trace_xi_
-        self.invariant_share_ = self.trace_s_ / self.expansion_ if self.expansion_ > 0 else 0.0
+        self.trace_s_ = result.trace_s
+        self.trace_xi_ = result.trace_xi
+        self.expansion_ = result.expansion
+        self.invariant_share_ = result.invariant_share
         self.shrinkage_s_ = result.shrinkage_s
         self.shrinkage_xi_ = result.shrinkage_xi
         self._n_features_out = self.n_components_

@@ -26,6 +26,7 @@ def read_outputs(out):
     return table, report
 
 
+@pytest.mark.slow  # an end-to-end run of the command
 def test_scan_end_to_end_on_digits(tiny_model, tmp_path, capsys):
     out = tmp_path / "scan"
     code = cli.main(["scan", "--model", tiny_model, "--out", str(out), *TINY_GRID])
@@ -44,6 +45,7 @@ def test_scan_end_to_end_on_digits(tiny_model, tmp_path, capsys):
     assert "<- chosen" in printed and "probe accuracy" in printed
 
 
+@pytest.mark.slow  # an end-to-end run of the command
 def test_scan_is_reproducible_and_seeded(tiny_model, tmp_path):
     tables = []
     for name, seed in [("a", "3"), ("b", "3"), ("c", "4")]:
@@ -56,6 +58,7 @@ def test_scan_is_reproducible_and_seeded(tiny_model, tmp_path):
     assert tables[0]["probe_accuracy"].isna().all()  # --no-probe: documented NaN column
 
 
+@pytest.mark.slow  # an end-to-end run of the command
 def test_scan_own_images_and_options(tiny_model, tmp_path, monkeypatch):
     images = np.random.default_rng(0).random((24, 1, 8, 8), dtype=np.float32)
     np.save(tmp_path / "images.npy", images)
@@ -75,6 +78,7 @@ def test_scan_own_images_and_options(tiny_model, tmp_path, monkeypatch):
     assert table["probe_accuracy"].notna().all()
 
 
+@pytest.mark.slow  # an end-to-end run of the command
 def test_scan_cv1_skips_the_probe(tiny_model, tmp_path, capsys):
     out = tmp_path / "scan"
     args = ["scan", "--model", tiny_model, "--out", str(out), "--sigmas", "0.1,1",
@@ -146,6 +150,7 @@ def test_parse_sigmas():
     np.testing.assert_allclose(cli.parse_sigmas("0.2"), [0.2])
 
 
+@pytest.mark.slow  # an end-to-end run of the command
 def test_scan_joint_layers(tiny_model, tmp_path, capsys):
     out = tmp_path / "scan"
     code = cli.main(["scan", "--model", tiny_model, "--out", str(out), "--layers",

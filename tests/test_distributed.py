@@ -10,6 +10,8 @@ import torch.multiprocessing as mp
 
 from skicr.metrics import GroupedViewStatistics, accumulate
 
+from _synthetic import assert_same_fit
+
 
 def _free_port():
     with socket.socket() as sock:
@@ -39,6 +41,7 @@ def test_two_process_all_reduce_equals_single_process(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), views, str(tmp_path)), nprocs=2, join=True)
     single = accumulate(views)
     for rank in range(2):
+        # the moments assert_same_statistics compares, saved by each rank
         np.testing.assert_allclose(np.load(tmp_path / f"cov_s_{rank}.npy"), single.covariance_means(), rtol=1e-10)
         np.testing.assert_allclose(np.load(tmp_path / f"cov_xi_{rank}.npy"), single.covariance_residual(), rtol=1e-10)
         np.testing.assert_allclose(np.load(tmp_path / f"fourth_{rank}.npy"), single.centred_mean_moments()[1], rtol=1e-10)
@@ -115,10 +118,7 @@ def test_two_process_loader_fit_equals_single_process(tmp_path):
         with open(tmp_path / f"decomposer_{rank}.pkl", "rb") as handle:
             fitted = pickle.load(handle)
         assert fitted.n_images_seen_ == N_LOADER_IMAGES  # the padding duplicate was dropped
-        for name in LOADER_FITTED:
-            want = np.asarray(getattr(expected, name))
-            np.testing.assert_allclose(getattr(fitted, name), want, rtol=1e-10,
-                                       atol=1e-10 * np.abs(want).max(), err_msg=name)
+        assert_same_fit(fitted, expected, rtol=1e-10, names=LOADER_FITTED)
         # each rank checkpoints its own shard
         shard = torch.load(tmp_path / f"ckpt.rank{rank}.pt", weights_only=True)
         assert shard["complete"] and shard["statistics"]["n_images"] == (21 if rank == 0 else 20)

@@ -16,7 +16,6 @@ from skicr.extraction import DiTBackbone, RandomAffine, ViewAugmentation
 from skicr.extraction._testing import TinyEDMNet, tiny_dit, tiny_unet2d
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from skicr.extraction import (
 from skicr.extraction._testing import TinyEDMNet, TinySiT, tiny_dit, tiny_unet2d, tiny_vae
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(n=4, channels=3, size=16, seed=0):

@@ -27,7 +27,6 @@ from skicr.extraction._noise import (
 from skicr.extraction._testing import TinyEDMNet, TinySiT, tiny_dit, tiny_unet2d
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SIGMAS = [0.02, 0.05, 0.2, 0.5, 1.0, 3.0, 20.0]
 

@@ -11,7 +11,6 @@ from skicr import FeatureExtractor, InvariantResidualDecomposer
 from skicr.extraction._testing import TinyEDMNet
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

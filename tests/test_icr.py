@@ -17,7 +17,7 @@ from skicr.metrics import (
     mean_invariant_snr,
     resolve_tau,
 )
-from tests._synthetic import exact_icr, make_views, random_spd
+from _synthetic import exact_icr, make_views, random_spd
 
 
 def test_estimate_matches_known_population_icr():

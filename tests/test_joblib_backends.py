@@ -9,7 +9,6 @@ from skicr.extraction._testing import tiny_unet2d
 
 distributed = pytest.importorskip("distributed", reason="needs the dask extra (dask[distributed])")
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _selector(layers=None):

@@ -105,11 +105,15 @@ def test_cv_results_keys_and_shapes(data):
     expected = {
         "sigma", "mean_icr", "std_icr", "rank_icr", "split0_icr", "split1_icr", "split2_icr",
         "extract_time", "mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time",
+        "params", "param_sigma",
     }
     assert set(results) == expected  # no probe keys without a probe
     for key, value in results.items():
         assert isinstance(value, np.ndarray) and value.shape == (SIGMAS.size,), key
-        assert not np.any(np.isnan(value)), key
+        if key != "params":  # dicts, as GridSearchCV's
+            assert not np.any(np.isnan(value)), key
+    assert list(results["params"]) == [{"sigma": s} for s in SIGMAS]
+    np.testing.assert_array_equal(results["param_sigma"], results["sigma"])
     np.testing.assert_allclose(results["sigma"], SIGMAS)
     splits = np.stack([results[f"split{k}_icr"] for k in range(3)], axis=1)
     np.testing.assert_allclose(results["mean_icr"], splits.mean(axis=1))
@@ -557,7 +561,6 @@ def _tiny_unet():
     return SmallUNet(channels=(4, 8), mid_channels=8, emb_dim=8, n_frequencies=2)
 
 
-@pytest.mark.usefixtures("one_torch_thread")
 def test_real_backbone_joint_search_one_pass_per_sigma_and_equal_to_single_layers():
     from skicr import FeatureExtractor
 
@@ -587,7 +590,6 @@ def test_real_backbone_joint_search_one_pass_per_sigma_and_equal_to_single_layer
                                    single.cv_results_["mean_probe_accuracy"], rtol=0, atol=1e-12)
 
 
-@pytest.mark.usefixtures("one_torch_thread")
 def test_real_backbone_unknown_layer_fails_before_any_forward_pass():
     from skicr import FeatureExtractor
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from skicr.monitoring import ICRMonitor
-from skicr.monitoring._cli import _select_images, main
+from skicr.cli import main
+from skicr.cli._track import _select_images
 
 
 
@@ -21,6 +22,7 @@ def tiny(steps=6, samples=8):
 TINY = tiny()
 
 
+@pytest.mark.slow  # an end-to-end run of the command
 def test_track_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["track", "--subset", "32", "--out", str(out), "--save-checkpoints", *TINY])
@@ -46,6 +48,7 @@ def test_track_end_to_end(tmp_path, capsys):
     assert replay.history_["step"].tolist() == [2, 4, 6]
 
 
+@pytest.mark.slow  # an end-to-end run of the command
 def test_track_default_out_folder_and_no_memorization(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["track", "--subset", "20", *tiny(steps=4, samples=0)]) == 0
@@ -54,11 +57,10 @@ def test_track_default_out_folder_and_no_memorization(tmp_path, monkeypatch):
     assert "memorization_ratio" not in table and table["step"].tolist() == [0, 2, 4]
 
 
+@pytest.mark.slow  # an end-to-end run of the command
 def test_track_early_stop_ends_training(tmp_path, monkeypatch, capsys):
-    from skicr.monitoring._monitor import ICRMonitor as Monitor
-
     icr = iter(0.3 + 0.002 * (np.arange(50) - 8) ** 2)  # scripted: minimum at evaluation 8
-    monkeypatch.setattr(Monitor, "evaluate", lambda self, model: {
+    monkeypatch.setattr(ICRMonitor, "evaluate", lambda self, model: {
         "icr": next(icr), "trace_s": 1.0, "trace_xi": 1.0})
     out = tmp_path / "run"
     assert main(["track", "--subset", "20", "--out", str(out), "--early-stop",
@@ -110,7 +112,6 @@ def test_track_is_wired_into_skicr_cli():
 
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
-    if "track" not in commands:
-        pytest.skip("skicr track is not registered in skicr.cli yet")
+    assert "track" in commands
     args = parser.parse_args(["track", "--subset", "64"])
     assert args.subset == 64 and args.func.__name__ == "run_track"

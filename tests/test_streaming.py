@@ -10,16 +10,21 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from skicr import InvariantResidualDecomposer
-from skicr.extraction import FeatureExtractor, fit_from_loader, iter_loader_views, statistics_from_loader
-from skicr.extraction import extract_views
+from skicr.extraction import (
+    FeatureExtractor,
+    extract_views,
+    fit_from_loader,
+    iter_loader_views,
+    statistics_from_loader,
+)
 from skicr._utils.images import check_images
 from skicr.extraction._testing import TinyEDMNet
 from skicr.metrics import GroupedViewStatistics, accumulate
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+from _synthetic import FITTED, assert_same_fit, assert_same_statistics
+
 
 N_IMAGES = 41
-FITTED = ["covariance_s_", "covariance_xi_", "eigenvalues_", "mean_", "icr_"]
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +47,6 @@ def make_extractor(net, **kwargs):
 def reference(net, images):
     """Views of all images in one transform_views call."""
     return make_extractor(net).fit(images).transform_views(images)
-
-
-def assert_same_fit(a, b, rtol=1e-12):
-    for name in FITTED:
-        expected = np.asarray(getattr(b, name))
-        np.testing.assert_allclose(
-            getattr(a, name), expected, rtol=rtol, atol=rtol * np.abs(expected).max(), err_msg=name
-        )
 
 
 # ------------------------------------------------------------------ views
@@ -232,6 +229,11 @@ def test_fit_from_loader_equals_fit(net, images, reference):
                                    rtol=1e-9, atol=1e-9)
     stats = statistics_from_loader(make_extractor(net), loader)
     assert stats.n_images == N_IMAGES and stats.n_views == 3
+    # loader == one pass == merged halves, on the statistics themselves
+    one_pass = accumulate(reference.astype(np.float64))
+    assert_same_statistics(stats, one_pass, rtol=1e-10)
+    halves = accumulate(reference[:20].astype(np.float64)).merge(accumulate(reference[20:].astype(np.float64)))
+    assert_same_statistics(halves, one_pass, rtol=1e-10)
 
 
 # --------------------------------------------------------------- resume

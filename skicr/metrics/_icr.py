@@ -68,6 +68,13 @@ class Decomposition:
         ``1 / (1 + mean_snr)``.
     shrinkage_s, shrinkage_xi : float
         Shrinkage coefficients where the estimator has one, else NaN or 0.
+    trace_s, trace_xi : float
+        ``tr(Sigma_s)`` and ``tr(Sigma_xi)`` (without the ridge): where the
+        representation's variance goes, invariant part or residual.
+    expansion : float
+        ``trace_s + trace_xi``.
+    invariant_share : float
+        ``trace_s / expansion``; 0 when both traces are 0.
     """
 
     covariance_s: np.ndarray
@@ -79,6 +86,28 @@ class Decomposition:
     icr: float
     shrinkage_s: float
     shrinkage_xi: float
+
+    # the traces every consumer reports (decomposer, monitor), computed in one place
+    @property
+    def trace_s(self):
+        """``tr(Sigma_s)``, the invariant part's total variance (float)."""
+        return float(np.trace(self.covariance_s))
+
+    @property
+    def trace_xi(self):
+        """``tr(Sigma_xi)``, the residual's total variance, without the ridge (float)."""
+        return float(np.trace(self.covariance_xi))
+
+    @property
+    def expansion(self):
+        """``trace_s + trace_xi``, the representation's total variance (float)."""
+        return self.trace_s + self.trace_xi
+
+    @property
+    def invariant_share(self):
+        """``trace_s / expansion``, the invariant part's share (float; 0 when both traces are 0)."""
+        expansion = self.expansion
+        return self.trace_s / expansion if expansion > 0 else 0.0
 
 
 def decompose(

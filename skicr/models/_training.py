@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._utils.images import model_range_images
+
 from ._edm import P_MEAN, P_STD, SIGMA_DATA, EDMPrecond, edm_loss
 from ._unet import SmallUNet
 
@@ -43,9 +45,13 @@ def _check_int(name, value, minimum):
 def images_to_tensor(images):
     """Validate images and map them to a float32 tensor in [-1, 1].
 
+    The one image check of skicr (:func:`skicr._utils.images.check_images`,
+    as :class:`~skicr.FeatureExtractor` and :class:`~skicr.monitoring.ICRMonitor`
+    use it).
+
     Parameters
     ----------
-    images : array-like or torch.Tensor of shape (n, C, H, W) or (n, H, W)
+    images : array-like or torch.Tensor of shape (n, C, H, W), (n, H, W, C) or (n, H, W)
         uint8 images in [0, 255] or float images in [0, 1] (the convention of
         :mod:`skicr.datasets` and the feature extractor). A 3-D input gets a
         channel axis.
@@ -55,32 +61,7 @@ def images_to_tensor(images):
     x : torch.Tensor of shape (n, C, H, W), float32
         ``2 * images - 1`` (after scaling uint8 by 1/255).
     """
-    if isinstance(images, torch.Tensor):
-        arr = images.detach().cpu().numpy()
-    else:
-        arr = np.asarray(images)
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / 255.0
-    elif arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"images must be uint8 or float; got dtype {arr.dtype}.")
-    else:
-        arr = arr.astype(np.float32)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("images contain NaN or infinite values.")
-        if arr.size and (arr.min() < -1e-6 or arr.max() > 1 + 1e-6):
-            raise ValueError(
-                f"float images must lie in [0, 1]; got values in "
-                f"[{arr.min():.3g}, {arr.max():.3g}]."
-            )
-    if arr.ndim == 3:
-        arr = arr[:, None]
-    if arr.ndim != 4:
-        raise ValueError(
-            f"images must have shape (n, C, H, W) or (n, H, W); got {arr.shape}."
-        )
-    if arr.shape[0] == 0:
-        raise ValueError("images is empty (0 images).")
-    return torch.from_numpy(np.clip(arr, 0.0, 1.0) * 2.0 - 1.0)
+    return model_range_images(images)
 
 
 def _random_shift(x, max_shift, generator):

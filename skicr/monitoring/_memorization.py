@@ -112,6 +112,13 @@ def nearest_training_neighbors(generated, training, *, space="pixel", n_jobs=Non
     return np.take_along_axis(distances, order, 1), np.take_along_axis(indices, order, 1)
 
 
+def _distance_ratios(distances):
+    """``d1 / d2`` per sample, 0 for an exact copy (``d1 == 0``, even when ``d2 == 0``)."""
+    d1, d2 = distances[:, 0], distances[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(d1 == 0, 0.0, d1 / d2)
+
+
 @validate_params(
     {
         "generated": ["array-like"],
@@ -181,9 +188,7 @@ def memorization_ratio(
     0.0
     """
     distances, _ = nearest_training_neighbors(generated, training, space=space, n_jobs=n_jobs)
-    d1, d2 = distances[:, 0], distances[:, 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(d1 == 0, 0.0, d1 / d2)
+    ratios = _distance_ratios(distances)
     fraction = float(np.mean(ratios < threshold))
     if return_ratios:
         return fraction, ratios

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .._utils.images import unit_images
+from .._utils.validation import check_int
 from ..metrics import accumulate, decompose
-from ._memorization import nearest_training_neighbors
-from ._turning_point import detect_turning_point
+from ._memorization import _distance_ratios, nearest_training_neighbors
+from ._turning_point import _check_turning_point_params, detect_turning_point
 
 __all__ = ["ICRMonitor"]
-
-_TURNING_POINT_KEYS = {"window", "min_rise", "alpha", "n_bootstrap", "random_state"}
 
 # the columns every row has, in order (memorization columns follow when enabled)
 _COLUMNS = [
@@ -22,28 +22,57 @@ _COLUMNS = [
 ]
 
 
-def _as_unit_images(images, name):
-    """Images as float32 in [0, 1] (uint8 / 255), checked: the sampler's output range."""
-    if hasattr(images, "detach"):
-        images = images.detach().cpu().numpy()
-    arr = np.asarray(images)
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"{name} must be uint8 in [0, 255] or float in [0, 1]; got dtype {arr.dtype}.")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contain NaN or infinite values.")
-    if arr.size and (arr.min() < 0 or arr.max() > 1):
-        raise ValueError(
-            f"float {name} must lie in [0, 1]; got values in [{arr.min():.3g}, {arr.max():.3g}]."
+_EXTRACTOR_SHORTCUTS = ["layer", "sigma", "n_views", "augment", "pooling", "batch_size", "random_state"]
+_DECOMPOSER_SHORTCUTS = ["tau", "tau_mode", "bias_correction", "covariance_estimator"]
+
+
+def _extractor_template(extractor, shortcuts):
+    """The extractor template with the shortcut settings (popped from ``shortcuts``), checked now."""
+    import torch
+    from sklearn.base import clone
+
+    from ..extraction import FeatureExtractor
+
+    if extractor is None:
+        extractor = FeatureExtractor(None, batch_size=256, random_state=0)
+    elif not isinstance(extractor, FeatureExtractor):
+        raise TypeError(
+            f"extractor must be a skicr.FeatureExtractor or None; got {type(extractor).__name__}."
         )
-    return arr.astype(np.float32, copy=False)
+    settings = {name: shortcuts.pop(name) for name in _EXTRACTOR_SHORTCUTS if name in shortcuts}
+    extractor = clone(extractor).set_params(**settings)
+    # the extractor's own constraints, on a stand-in network: fail now, not at the first call
+    clone(extractor).set_params(backbone=torch.nn.Identity())._validate_params()
+    seed = extractor.random_state
+    if not isinstance(seed, Integral) or isinstance(seed, bool):
+        raise ValueError(
+            "the monitor needs an int random_state (on the extractor) so that every "
+            f"evaluation measures the same views; got {seed!r}."
+        )
+    if extractor.n_views < 2:
+        raise ValueError(f"ICR needs at least 2 views per image; got n_views={extractor.n_views}.")
+    if not extractor.sigma > 0:
+        raise ValueError(f"sigma must be a number > 0; got {extractor.sigma!r}.")
+    return extractor
 
 
-def _check_int(name, value, minimum):
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
-    return int(value)
+def _decomposer_template(decomposer, shortcuts):
+    """The decomposer template with the shortcut settings (popped from ``shortcuts``), checked now."""
+    from sklearn.base import clone
+
+    from ..decomposition import InvariantResidualDecomposer
+
+    if decomposer is None:
+        decomposer = InvariantResidualDecomposer()
+    elif not isinstance(decomposer, InvariantResidualDecomposer):
+        raise TypeError(
+            "decomposer must be a skicr.InvariantResidualDecomposer or None; got "
+            f"{type(decomposer).__name__}."
+        )
+    settings = {name: shortcuts.pop(name) for name in _DECOMPOSER_SHORTCUTS if name in shortcuts}
+    decomposer = clone(decomposer).set_params(**settings)
+    decomposer._validate_params()  # its own constraints: tau, tau_mode, the estimator
+    return decomposer
 
 
 def _checkpoint_step(path, payload, position):
@@ -100,30 +129,12 @@ class ICRMonitor:
         A template whose settings (layer, sigma, views, augmentation,
         pooling, batch size, device, random_state) are used for every
         evaluation; its backbone is replaced by the evaluated model. Its
-        ``random_state`` must be an int. None builds one from the parameters
-        below.
-    layer : str or None, default=None
-        Layer read (None: the model's default, ``mid`` for skicr's
-        denoiser). Ignored when ``extractor`` is given.
-    sigma : float, default=0.2
-        Noise level of the views. Ignored when ``extractor`` is given.
-    n_views : int, default=4
-        Views per image. Ignored when ``extractor`` is given.
-    augment : "default", None or callable, default="default"
-        Augmentation of the views (see :class:`~skicr.FeatureExtractor`).
-        Ignored when ``extractor`` is given.
-    pooling : {"auto", "mean", "flatten"} or callable, default="auto"
-        Pooling of the layer's output. Ignored when ``extractor`` is given.
-    batch_size : int, default=256
-        Images per forward pass. Ignored when ``extractor`` is given.
-    tau : float, default=1e-3
-        Ridge on Sigma_xi (see :func:`skicr.metrics.icr_score`).
-    tau_mode : {"relative", "absolute"}, default="relative"
-        How ``tau`` is read.
-    bias_correction : bool, default=False
-        Use the bias-corrected Sigma_s.
-    covariance_estimator : sklearn covariance estimator or None, default=None
-        Shrinkage of both covariances.
+        ``random_state`` must be an int. None:
+        ``FeatureExtractor(None, batch_size=256, random_state=0)``.
+    decomposer : InvariantResidualDecomposer or None, default=None
+        A template whose settings (``tau``, ``tau_mode``,
+        ``covariance_estimator``, ``bias_correction``) define the ICR of every
+        evaluation. None: the decomposer's defaults.
     n_samples : int, default=0
         Samples drawn at each evaluation for the memorization ratio; 0
         disables it.
@@ -155,14 +166,20 @@ class ICRMonitor:
         Keyword arguments of :func:`detect_turning_point` (``alpha``,
         ``min_rise``, ``window``...) used by :meth:`turning_point` and early
         stopping.
-    random_state : int, default=0
-        Seed of the views (the same at every evaluation). Ignored when
-        ``extractor`` is given.
     device : str, torch.device or None, default=None
         Where the extraction runs; None: the model's device.
     verbose : bool, default=False
         Print one line per evaluation (through tqdm, so progress bars stay
         intact).
+    **template_params
+        Shortcuts for the templates' parameters, set on (a clone of) the
+        template they belong to: the extractor's ``layer``, ``sigma``,
+        ``n_views``, ``augment``, ``pooling``, ``batch_size``,
+        ``random_state``; the decomposer's ``tau``, ``tau_mode``,
+        ``bias_correction``, ``covariance_estimator``.
+        ``ICRMonitor(images, sigma=0.3, n_views=2)`` is
+        ``ICRMonitor(images, FeatureExtractor(None, sigma=0.3, n_views=2,
+        batch_size=256, random_state=0))``.
 
     Attributes
     ----------
@@ -200,17 +217,8 @@ class ICRMonitor:
         self,
         images,
         extractor=None,
+        decomposer=None,
         *,
-        layer=None,
-        sigma=0.2,
-        n_views=4,
-        augment="default",
-        pooling="auto",
-        batch_size=256,
-        tau=1e-3,
-        tau_mode="relative",
-        bias_correction=False,
-        covariance_estimator=None,
         n_samples=0,
         sampler_steps=18,
         sampler_seed=0,
@@ -220,62 +228,23 @@ class ICRMonitor:
         early_stopping=False,
         early_stopping_warmup=0,
         turning_point_params=None,
-        random_state=0,
         device=None,
         verbose=False,
+        **template_params,
     ):
-        from ..extraction import FeatureExtractor
-
-        if extractor is None:
-            extractor = FeatureExtractor(
-                backbone=None,
-                layer=layer,
-                sigma=sigma,
-                n_views=n_views,
-                augment=augment,
-                pooling=pooling,
-                batch_size=batch_size,
-                device=device,
-                random_state=random_state,
-            )
-        elif not isinstance(extractor, FeatureExtractor):
+        self.extractor = _extractor_template(extractor, template_params)
+        self.decomposer = _decomposer_template(decomposer, template_params)
+        if template_params:
             raise TypeError(
-                f"extractor must be a skicr.FeatureExtractor or None; got {type(extractor).__name__}."
+                f"ICRMonitor got unexpected keyword arguments {sorted(template_params)}; the "
+                f"templates' shortcuts are {sorted(_EXTRACTOR_SHORTCUTS + _DECOMPOSER_SHORTCUTS)}."
             )
-        # check the extraction settings now (with a stand-in network), not at the first call
-        import torch
-        from sklearn.base import clone
-
-        clone(extractor).set_params(backbone=torch.nn.Identity())._validate_params()
-        seed = extractor.random_state
-        if not isinstance(seed, Integral) or isinstance(seed, bool):
-            raise ValueError(
-                "the monitor needs an int random_state (on the extractor) so that every "
-                f"evaluation measures the same views; got {seed!r}."
-            )
-        if extractor.n_views < 2:
-            raise ValueError(f"ICR needs at least 2 views per image; got n_views={extractor.n_views}.")
-        if not isinstance(extractor.sigma, Real) or not extractor.sigma > 0:
-            raise ValueError(f"sigma must be a number > 0; got {extractor.sigma!r}.")
         self.images = images
-        self._image_array = _as_unit_images(images, "images")
-        if self._image_array.ndim != 4 or self._image_array.shape[0] < 2:
-            raise ValueError(
-                f"images must have shape (n_images, C, H, W) with at least 2 images; "
-                f"got {self._image_array.shape}."
-            )
-        self.extractor = extractor
-        if not isinstance(tau, Real) or tau < 0:
-            raise ValueError(f"tau must be a number >= 0; got {tau!r}.")
-        if tau_mode not in ("relative", "absolute"):
-            raise ValueError(f"tau_mode must be 'relative' or 'absolute'; got {tau_mode!r}.")
-        self.tau, self.tau_mode = tau, tau_mode
-        self.bias_correction = bool(bias_correction)
-        self.covariance_estimator = covariance_estimator
+        self._image_array = unit_images(images, "images", min_images=2)
 
-        self.n_samples = _check_int("n_samples", n_samples, 0)
-        self.sampler_steps = _check_int("sampler_steps", sampler_steps, 2)
-        self.sampler_seed = _check_int("sampler_seed", sampler_seed, 0)
+        self.n_samples = check_int("n_samples", n_samples, 0)
+        self.sampler_steps = check_int("sampler_steps", sampler_steps, 2)
+        self.sampler_seed = check_int("sampler_seed", sampler_seed, 0)
         if sampler is not None and not callable(sampler):
             raise TypeError(f"sampler must be callable or None; got {type(sampler).__name__}.")
         self.sampler = sampler
@@ -287,34 +256,14 @@ class ICRMonitor:
         self.training_images = training_images
         self._training_array = None
         if self.memorizes:
-            train = self._image_array if training_images is None else _as_unit_images(
-                training_images, "training_images"
+            self._training_array = self._image_array if training_images is None else unit_images(
+                training_images, "training_images", min_images=2
             )
-            if train.ndim != 4 or train.shape[0] < 2:
-                raise ValueError(
-                    f"training_images must have shape (n, C, H, W) with n >= 2; got {train.shape}."
-                )
-            self._training_array = train
 
         self.early_stopping = bool(early_stopping)
-        self.early_stopping_warmup = _check_int("early_stopping_warmup", early_stopping_warmup, 0)
-        if turning_point_params is not None and not isinstance(turning_point_params, dict):
-            raise TypeError(
-                f"turning_point_params must be a dict or None; got {type(turning_point_params).__name__}."
-            )
-        self.turning_point_params = dict(turning_point_params or {})
+        self.early_stopping_warmup = check_int("early_stopping_warmup", early_stopping_warmup, 0)
         # an unknown key or a bad value fails now, not at the first test deep into training
-        unknown = set(self.turning_point_params) - _TURNING_POINT_KEYS
-        if unknown:
-            raise ValueError(
-                f"unknown turning_point_params {sorted(unknown)}; detect_turning_point takes "
-                f"{sorted(_TURNING_POINT_KEYS)}."
-            )
-        window = self.turning_point_params.get("window")
-        n_check = max(7, window if isinstance(window, Integral) else 0)
-        # (a noiseless dummy: no bootstrap runs whatever n_bootstrap is)
-        detect_turning_point(np.arange(n_check), np.arange(n_check, dtype=float),
-                             **self.turning_point_params)
+        self.turning_point_params = _check_turning_point_params(turning_point_params)
         self.device = device
         self.verbose = bool(verbose)
         self._rows = []
@@ -356,24 +305,23 @@ class ICRMonitor:
             raise FloatingPointError(
                 "the model produced NaN or infinite features; its weights have diverged."
             )
+        settings = self.decomposer.get_params(deep=False)
         result = decompose(
             accumulate(views),
-            tau=self.tau,
-            tau_mode=self.tau_mode,
-            covariance_estimator=self.covariance_estimator,
-            bias_correction=self.bias_correction,
+            tau=settings["tau"],
+            tau_mode=settings["tau_mode"],
+            covariance_estimator=settings["covariance_estimator"],
+            bias_correction=settings["bias_correction"],
             views=views,
             spectrum=False,  # the trace identity: ICR without an eigendecomposition
         )
-        trace_s = float(np.trace(result.covariance_s))
-        trace_xi = float(np.trace(result.covariance_xi))
         row = {
             "icr": float(result.icr),
             "mean_snr": float(result.mean_snr),
-            "trace_s": trace_s,
-            "trace_xi": trace_xi,
-            "trace_h": trace_s + trace_xi,
-            "invariant_share": trace_s / (trace_s + trace_xi) if trace_s + trace_xi > 0 else np.nan,
+            "trace_s": result.trace_s,
+            "trace_xi": result.trace_xi,
+            "trace_h": result.expansion,
+            "invariant_share": result.invariant_share,
             "n_images": int(views.shape[0]),
             "n_views": int(views.shape[1]),
             "n_features": int(views.shape[2]),
@@ -381,11 +329,9 @@ class ICRMonitor:
         if self.memorizes:
             samples = self.generate(model)
             distances, _ = nearest_training_neighbors(samples, self._training_array)
-            d1, d2 = distances[:, 0], distances[:, 1]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratios = np.where(d1 == 0, 0.0, d1 / d2)
+            ratios = _distance_ratios(distances)
             row["memorization_ratio"] = float(np.mean(ratios < self.memorization_threshold))
-            row["nn_distance"] = float(np.mean(d1))
+            row["nn_distance"] = float(np.mean(distances[:, 0]))
         row["seconds"] = time.perf_counter() - start
         return row
 
@@ -404,7 +350,7 @@ class ICRMonitor:
             Images in [0, 1].
         """
         if self.sampler is not None:
-            samples = _as_unit_images(self.sampler(model), "sampler output")
+            samples = unit_images(self.sampler(model), "sampler output")
         else:
             from ..models import edm_sampler
 

@@ -5,7 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import Interval, validate_parameter_constraints, validate_params
 
 __all__ = ["TurningPoint", "detect_turning_point"]
 
@@ -117,16 +117,41 @@ def _rise(smoothed):
     return smoothed[..., -1] - smoothed.min(axis=-1)
 
 
+#: the keyword parameters of detect_turning_point and what they accept
+_PARAMETER_CONSTRAINTS = {
+    "window": [Interval(Integral, 1, None, closed="left"), None],
+    "min_rise": [Interval(Real, 0, None, closed="left")],
+    "alpha": [Interval(Real, 0, 1, closed="neither")],
+    "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
+    "random_state": ["random_state"],
+}
+
+
+def _check_turning_point_params(params):
+    """``params`` as a dict of valid keyword arguments of :func:`detect_turning_point`.
+
+    Checks now what a call would check, without a trajectory: unknown keys,
+    types and ranges, and that ``window`` is odd.
+    """
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise TypeError(f"turning_point_params must be a dict or None; got {type(params).__name__}.")
+    unknown = set(params) - set(_PARAMETER_CONSTRAINTS)
+    if unknown:
+        raise ValueError(
+            f"unknown turning_point_params {sorted(unknown)}; detect_turning_point takes "
+            f"{sorted(_PARAMETER_CONSTRAINTS)}."
+        )
+    validate_parameter_constraints(_PARAMETER_CONSTRAINTS, params, caller_name="detect_turning_point")
+    window = params.get("window")
+    if window is not None and window % 2 == 0:
+        raise ValueError(f"window must be odd; got {window}.")
+    return dict(params)
+
+
 @validate_params(
-    {
-        "steps": ["array-like"],
-        "values": ["array-like"],
-        "window": [Interval(Integral, 1, None, closed="left"), None],
-        "min_rise": [Interval(Real, 0, None, closed="left")],
-        "alpha": [Interval(Real, 0, 1, closed="neither")],
-        "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
-        "random_state": ["random_state"],
-    },
+    {"steps": ["array-like"], "values": ["array-like"], **_PARAMETER_CONSTRAINTS},
     prefer_skip_nested_validation=True,
 )
 def detect_turning_point(steps, values, *, window=None, min_rise=0.0, alpha=0.05,

@@ -13,12 +13,10 @@ its own features.
 """
 
 import time
-import warnings
 from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed
-from scipy.stats import rankdata
 from sklearn.base import (
     BaseEstimator,
     MetaEstimatorMixin,
@@ -26,184 +24,19 @@ from sklearn.base import (
     _fit_context,
     clone,
 )
-from sklearn.model_selection import KFold, check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
+
+from .._utils.validation import check_sigma_grid
+from ._checks import check_images_and_labels, check_layers, make_splits, shared_backbone
+from ._evaluate import _FoldScorer, evaluate_sigma
+from ._results import format_results, select, surface
 
 __all__ = ["NoiseLevelSelector"]
 
 _SEED_MAX = np.iinfo(np.int32).max
-
-
-def _validate_sigmas(sigmas):
-    """Return the sigma grid as a 1-D float array, or raise a clear ValueError."""
-    try:
-        grid = np.asarray(sigmas, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"sigmas must be a list of numbers; got {sigmas!r}.") from exc
-    if grid.ndim != 1:
-        raise ValueError(
-            f"sigmas must be a 1-D list of noise levels; got an array of shape {grid.shape}."
-        )
-    if grid.size == 0:
-        raise ValueError("sigmas is empty: give at least one noise level to scan.")
-    if not np.all(np.isfinite(grid)):
-        raise ValueError(f"sigmas must be finite; got {grid.tolist()}.")
-    if np.any(grid <= 0):
-        bad = grid[grid <= 0].tolist()
-        raise ValueError(f"sigmas must be positive (noise std); got {bad}.")
-    if np.unique(grid).size != grid.size:
-        raise ValueError(f"sigmas contains repeated values: {grid.tolist()}.")
-    return grid
-
-
-def _probe_input(views, probe_features):
-    """Features the probe sees, one row per image."""
-    if probe_features == "first_view":
-        return views[:, 0, :]
-    return views.mean(axis=1)
-
-
-def _in_sample_icr(decomposer, views):
-    """ICR of ``views`` under a decomposer already fitted on them."""
-    icr = getattr(decomposer, "icr_", None)
-    if icr is not None:
-        return float(icr)
-    return -float(decomposer.score(views))
-
-
-def _check_views(views, n_images, layer=None):
-    """Views as float64 (n_images, n_views, d), or a ValueError naming the problem."""
-    views = np.asarray(views, dtype=np.float64)
-    where = "" if layer is None else f" for layer {layer!r}"
-    if views.ndim != 3 or views.shape[0] != n_images:
-        raise ValueError(
-            f"the extractor must return views of shape (n_images={n_images}, n_views, "
-            f"n_features){where}; got {views.shape}."
-        )
-    if not np.all(np.isfinite(views)):
-        raise ValueError(f"the extracted features{where} contain NaN or infinite values.")
-    return views
-
-
-def _score_views(views, y, decomposer, probe, probe_features, splits):
-    """Held-out ICR (and probe accuracy) of one feature set on every split.
-
-    Returns a dict of per-split lists: ``icr``, ``fit_time``, ``score_time``,
-    and ``probe_accuracy``, ``probe_time`` when a probe is given.
-    """
-    result = {"icr": [], "fit_time": [], "score_time": []}
-    if probe is not None:
-        result["probe_accuracy"] = []
-        result["probe_time"] = []
-
-    if splits is None:
-        # cv=1: in-sample ICR on all images, no split
-        start = time.perf_counter()
-        fitted_decomposer = clone(decomposer).fit(views)
-        result["fit_time"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        result["icr"].append(_in_sample_icr(fitted_decomposer, views))
-        result["score_time"].append(time.perf_counter() - start)
-        return result
-
-    probe_X = None if probe is None else _probe_input(views, probe_features)
-    for train, test in splits:
-        start = time.perf_counter()
-        fitted_decomposer = clone(decomposer).fit(views[train])
-        result["fit_time"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        # the decomposer's score is minus the held-out ICR
-        result["icr"].append(-float(fitted_decomposer.score(views[test])))
-        result["score_time"].append(time.perf_counter() - start)
-        if probe is not None:
-            start = time.perf_counter()
-            fitted_probe = clone(probe).fit(probe_X[train], y[train])
-            accuracy = np.mean(fitted_probe.predict(probe_X[test]) == y[test])
-            result["probe_accuracy"].append(float(accuracy))
-            result["probe_time"].append(time.perf_counter() - start)
-    return result
-
-
-def _evaluate_sigma(
-    extractor, sigma, images, y, decomposer, probe, probe_features, splits, n_images,
-    layers=None,
-):
-    """Extract features once at ``sigma``, then score every split on them.
-
-    Without ``layers``: the extractor's ``transform_views``, and a dict of
-    per-split lists (see :func:`_score_views`) plus the scalar
-    ``extract_time``. With ``layers``: one ``transform_layer_views`` call
-    reads them all from one backbone pass, and the result is
-    ``{"extract_time": seconds, "layers": {layer: per-split lists}}``.
-    """
-    try:
-        start = time.perf_counter()
-        if layers is None:
-            fitted = clone(extractor).set_params(sigma=sigma).fit(images)
-            views = _check_views(fitted.transform_views(images), n_images)
-        else:
-            # the extractor's own layer only matters to its fit (one-image probe)
-            fitted = clone(extractor).set_params(sigma=sigma, layer=layers[0]).fit(images)
-            by_layer = fitted.transform_layer_views(images, layers)
-            missing = [layer for layer in layers if layer not in by_layer]
-            if missing:
-                raise ValueError(f"transform_layer_views returned no features for {missing}.")
-            by_layer = {layer: _check_views(by_layer[layer], n_images, layer) for layer in layers}
-        extract_time = time.perf_counter() - start
-
-        if layers is None:
-            result = _score_views(views, y, decomposer, probe, probe_features, splits)
-            result["extract_time"] = extract_time
-            return result
-        scored = {}
-        for layer in layers:
-            scored[layer] = _score_views(
-                by_layer.pop(layer), y, decomposer, probe, probe_features, splits
-            )
-        return {"extract_time": extract_time, "layers": scored}
-    except Exception as exc:
-        exc.add_note(f"(while evaluating sigma={sigma:g} in NoiseLevelSelector)")
-        raise
-
-
-def _validate_layers(layers, extractor):
-    """The candidate layers as a list of distinct names, checked before any extraction."""
-    from skicr.extraction._extractor import _check_layer_list, _check_layer_names
-
-    layers = _check_layer_names(layers)
-    if not callable(getattr(extractor, "transform_layer_views", None)):
-        raise ValueError(
-            f"layers needs an extractor with a transform_layer_views(images, layers) method "
-            f"(e.g. skicr.FeatureExtractor); {type(extractor).__name__} has none."
-        )
-    if "layer" not in extractor.get_params(deep=False):
-        raise ValueError(
-            f"layers needs an extractor with a 'layer' parameter; "
-            f"{type(extractor).__name__} has none."
-        )
-    from skicr.extraction import FeatureExtractor
-
-    if isinstance(extractor, FeatureExtractor):
-        # cheap (no forward pass): unknown names fail here, with close matches,
-        # rather than inside the first grid task
-        from skicr.extraction._backbones import as_backbone
-
-        backbone = as_backbone(extractor.backbone)
-        _check_layer_list(backbone, layers)
-        # the caller holds it during the grid: a model loaded from a path stays
-        # cached for the extractor's clones instead of loading twice
-        return layers, backbone
-    return layers, None
-
-
-def _rank(values, greater_is_better):
-    """Rank 1 = best; NaN ranks last."""
-    key = -values if greater_is_better else values.copy()
-    key = np.where(np.isnan(key), np.inf, key)
-    return rankdata(key, method="min").astype(np.int32)
 
 
 class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
@@ -307,7 +140,11 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         one row per (layer, sigma), the layers in the given order and the
         sigmas in grid order within each layer, the layer name in the
         first key ``layer``; ranks are over all rows, and ``extract_time``
-        is the one pass that read every layer at that sigma.
+        is the one pass that read every layer at that sigma. As in
+        :class:`~sklearn.model_selection.GridSearchCV`, ``params`` holds each
+        row's parameters as a dict (``{"sigma": ...}``, with ``"layer"`` in
+        a joint search; an object array) and ``param_sigma`` (and
+        ``param_layer``) one column per parameter.
     best_index_ : int
         Index of the chosen row (sigma, or (layer, sigma)) in
         ``cv_results_``.
@@ -414,23 +251,6 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             extractor = clone(extractor).set_params(random_state=feature_seed)
         return extractor
 
-    def _make_splits(self, n_images, y, groups, split_seed):
-        """The (train, test) folds shared by every sigma, or None for no split."""
-        if self.cv is None or (isinstance(self.cv, Integral) and self.cv == 1):
-            return None
-        if isinstance(self.cv, Integral):
-            splitter = KFold(n_splits=self.cv, shuffle=True, random_state=split_seed)
-        else:
-            splitter = check_cv(self.cv)
-        placeholder = np.zeros((n_images, 1))
-        splits = [
-            (np.asarray(train), np.asarray(test))
-            for train, test in splitter.split(placeholder, y, groups)
-        ]
-        if not splits:
-            raise ValueError("cv produced no (train, test) split.")
-        return splits
-
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, images, y=None, groups=None):
         """Scan the sigma grid (or the layer x sigma grid) and choose.
@@ -450,111 +270,36 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         self : NoiseLevelSelector
             The fitted selector.
         """
-        sigmas = _validate_sigmas(self.sigmas)
-        layers, keep_backbone = (
-            (None, None) if self.layers is None else _validate_layers(self.layers, self.extractor)
-        )
-        try:
-            n_images = _num_samples(images)
-        except TypeError as exc:
-            raise ValueError(
-                f"images must be an array-like with one row per image; got {type(images).__name__}."
-            ) from exc
-        if n_images < 2:
-            raise ValueError(f"need at least 2 images to measure an ICR; got {n_images}.")
-
-        if y is not None:
-            y = column_or_1d(y, warn=True)
-            if y.shape[0] != n_images:
-                raise ValueError(
-                    f"y has {y.shape[0]} labels but there are {n_images} images; "
-                    "give one label per image."
-                )
-        if self.scoring == "probe" and (self.probe is None or y is None):
-            raise ValueError('scoring="probe" needs both a probe and labels y.')
-        if self.probe is not None and y is None and self.scoring != "probe":
-            warnings.warn(
-                "a probe was given but no labels y: the probe accuracy is not measured.",
-                UserWarning,
-                stacklevel=2,
-            )
-        probe = self.probe if (self.probe is not None and y is not None) else None
-
+        # check -> candidates -> evaluate (one task per sigma) -> format -> select -> refit
+        sigmas = check_sigma_grid(self.sigmas)
+        layers = check_layers(self.layers, self.extractor)
+        n_images, y, probe = check_images_and_labels(images, y, self.scoring, self.probe)
         rng = check_random_state(self.random_state)
         split_seed = rng.randint(_SEED_MAX)
         feature_seed = None if self.random_state is None else int(rng.randint(_SEED_MAX))
-
-        splits = self._make_splits(n_images, y, groups, split_seed)
+        splits = make_splits(self.cv, n_images, y, groups, split_seed)
         if probe is not None and splits is None:
             raise ValueError(
                 "the probe accuracy needs held-out images: use cv >= 2 (or no probe) "
                 f"instead of cv={self.cv!r}."
             )
-
         extractor = self._seeded_extractor(feature_seed)
         decomposer = self._make_decomposer()
+        scorer = _FoldScorer(decomposer, probe, self.probe_features, splits)
 
-        tasks = (
-            delayed(_evaluate_sigma)(
-                extractor,
-                float(sigma),
-                images,
-                y,
-                decomposer,
-                probe,
-                self.probe_features,
-                splits,
-                n_images,
-                layers,
-            )
-            for sigma in sigmas
-        )
-        # one task per sigma (one backbone pass, all layers), through joblib so
-        # that parallel_config(backend=...) distributes the grid
-        outputs = Parallel(n_jobs=self.n_jobs, return_as="generator")(tasks)
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            outputs = tqdm(outputs, total=sigmas.size, desc="sigma grid", unit="sigma")
-        results = list(outputs)
-        del keep_backbone
+        with shared_backbone(self.extractor, layers):
+            results = self._run_grid(extractor, sigmas, images, y, scorer, layers)
 
         self.n_splits_ = 1 if splits is None else len(splits)
-        if layers is None:
-            self.cv_results_ = self._format_results(sigmas, results, probe is not None)
-        else:
-            # one row per (layer, sigma), layer-major: each layer's rows are
-            # what a single-layer search at that layer reports
-            rows = [
-                dict(r["layers"][layer], extract_time=r["extract_time"])
-                for layer in layers
-                for r in results
-            ]
-            row_sigmas = np.tile(sigmas, len(layers))
-            formatted = self._format_results(row_sigmas, rows, probe is not None)
-            row_layers = np.empty(row_sigmas.size, dtype=object)
-            row_layers[:] = np.repeat(np.asarray(layers, dtype=object), sigmas.size)
-            self.cv_results_ = {"layer": row_layers, **formatted}
-
-        if self.scoring == "icr":
-            mean = self.cv_results_["mean_icr"]
-            if np.all(np.isnan(mean)):
-                raise ValueError("the ICR is NaN at every sigma; cannot choose a noise level.")
-            self.best_index_ = int(np.nanargmin(mean))
-            self.best_score_ = -float(mean[self.best_index_])
-        else:
-            mean = self.cv_results_["mean_probe_accuracy"]
-            self.best_index_ = int(np.nanargmax(mean))
-            self.best_score_ = float(mean[self.best_index_])
-        self.best_sigma_ = float(self.cv_results_["sigma"][self.best_index_])
-        best_params = {"sigma": self.best_sigma_}
+        self.cv_results_ = format_results(sigmas, layers, results, probe is not None)
+        self.best_index_, self.best_score_ = select(self.cv_results_, self.scoring)
+        best_params = dict(self.cv_results_["params"][self.best_index_])
+        self.best_sigma_ = best_params["sigma"]
         if layers is not None:
-            self.best_layer_ = str(self.cv_results_["layer"][self.best_index_])
-            best_params["layer"] = self.best_layer_
-            self.icr_surface_ = self._surface("mean_icr", layers, sigmas)
+            self.best_layer_ = best_params["layer"]
+            self.icr_surface_ = surface(self.cv_results_, "mean_icr", layers, sigmas)
             if probe is not None:
-                self.probe_surface_ = self._surface("mean_probe_accuracy", layers, sigmas)
-
+                self.probe_surface_ = surface(self.cv_results_, "mean_probe_accuracy", layers, sigmas)
         if self.refit:
             start = time.perf_counter()
             self.best_estimator_ = Pipeline(
@@ -566,48 +311,19 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             self.refit_time_ = time.perf_counter() - start
         return self
 
-    def _surface(self, key, layers, sigmas):
-        """``cv_results_[key]`` as a layers x sigmas DataFrame."""
-        import pandas as pd
-
-        values = np.asarray(self.cv_results_[key], dtype=np.float64)
-        return pd.DataFrame(
-            values.reshape(len(layers), sigmas.size),
-            index=pd.Index(list(layers), name="layer"),
-            columns=pd.Index(sigmas.copy(), name="sigma"),
+    def _run_grid(self, extractor, sigmas, images, y, scorer, layers):
+        """One task per sigma (one backbone pass, all layers), through joblib so that
+        ``parallel_config(backend=...)`` distributes the grid."""
+        tasks = (
+            delayed(evaluate_sigma)(extractor, float(sigma), images, y, scorer, layers)
+            for sigma in sigmas
         )
+        outputs = Parallel(n_jobs=self.n_jobs, return_as="generator")(tasks)
+        if self.progress:
+            from tqdm.auto import tqdm
 
-    @staticmethod
-    def _format_results(sigmas, results, with_probe):
-        """Per-split lists from the grid -> a dict of arrays (GridSearchCV style)."""
-        icr = np.asarray([r["icr"] for r in results], dtype=np.float64)
-        cv_results = {
-            "sigma": np.array(sigmas, dtype=np.float64),
-            "mean_icr": icr.mean(axis=1),
-            "std_icr": icr.std(axis=1),
-        }
-        cv_results["rank_icr"] = _rank(cv_results["mean_icr"], greater_is_better=False)
-        if with_probe:
-            accuracy = np.asarray([r["probe_accuracy"] for r in results], dtype=np.float64)
-            cv_results["mean_probe_accuracy"] = accuracy.mean(axis=1)
-            cv_results["std_probe_accuracy"] = accuracy.std(axis=1)
-            cv_results["rank_probe_accuracy"] = _rank(
-                cv_results["mean_probe_accuracy"], greater_is_better=True
-            )
-        for k in range(icr.shape[1]):
-            cv_results[f"split{k}_icr"] = icr[:, k]
-        if with_probe:
-            for k in range(accuracy.shape[1]):
-                cv_results[f"split{k}_probe_accuracy"] = accuracy[:, k]
-        cv_results["extract_time"] = np.asarray([r["extract_time"] for r in results])
-        for name in ("fit_time", "score_time"):
-            times = np.asarray([r[name] for r in results], dtype=np.float64)
-            cv_results[f"mean_{name}"] = times.mean(axis=1)
-            cv_results[f"std_{name}"] = times.std(axis=1)
-        if with_probe:
-            times = np.asarray([r["probe_time"] for r in results], dtype=np.float64)
-            cv_results["mean_probe_time"] = times.mean(axis=1)
-        return cv_results
+            outputs = tqdm(outputs, total=sigmas.size, desc="sigma grid", unit="sigma")
+        return list(outputs)
 
     def transform(self, images):
         """Invariant features at the best sigma (``best_estimator_.transform``).

@@ -1,9 +1,4 @@
-"""The ``skicr track`` command: train skicr's small denoiser on the digits and track ICR.
-
-``register(subparsers)`` adds the subcommand to the ``skicr`` parser (see
-:mod:`skicr.cli`). Before that is wired in, or to run it alone::
-
-    python -m skicr.monitoring._cli track --subset 128 --steps 3000
+"""``skicr track``: train skicr's small denoiser on the digits and track ICR and memorization.
 
 Exit codes follow :mod:`skicr.cli`: 0 success, 2 bad arguments, 1 an error
 while running.
@@ -15,32 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-# the scan command's helpers: one definition of device checks, output folders and errors
-from skicr.cli import CLIError, _check_device, _default_out_dir, _int_at_least
+from .._utils.plotting import cli_pyplot, save_figure
+from ..recipes import TRACK_DEFAULTS
+from ._common import CLIError, check_device, default_out_dir, float_option, int_at_least
 
-__all__ = ["register", "run_track", "main", "TRACK_DEFAULTS"]
-
-#: defaults of ``skicr track``: a run of a few CPU minutes on the full digits
-TRACK_DEFAULTS = {
-    "subset": None,
-    "steps": 1500,
-    "eval_every": 100,
-    "batch_size": 64,
-    "lr": 2e-3,
-    "ema_decay": 0.999,
-    "channels": [16, 32],
-    "mid_channels": 48,
-    "sigma": 0.2,
-    "layer": None,
-    "pooling": "auto",
-    "views": 4,
-    "icr_images": 512,
-    "samples": 128,
-    "sampler_steps": 18,
-    "warmup_steps": 300,
-    "min_rise": 0.02,
-    "seed": 0,
-}
+__all__ = ["add_track_parser", "run_track"]
 
 N_DIGITS = 1797
 
@@ -49,27 +23,12 @@ def _error(message, code=2):
     return CLIError(message, code=code)
 
 
-def _float_option(accept, requirement):
-    """An argparse type: a float for which ``accept(value)`` holds, else ``must be {requirement}``."""
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number; got {text!r}.") from None
-        if not accept(value):  # NaN fails every comparison, so it is refused too
-            raise argparse.ArgumentTypeError(f"must be {requirement}; got {text!r}.")
-        return value
-
-    parse.__name__ = requirement
-    return parse
+_positive_float = float_option(lambda v: 0 < v < float("inf"), "a finite number > 0")
+_non_negative_float = float_option(lambda v: 0 <= v < float("inf"), "a finite number >= 0")
+_unit_interval = float_option(lambda v: 0 <= v < 1, "in [0, 1)")
 
 
-_positive_float = _float_option(lambda v: 0 < v < float("inf"), "a finite number > 0")
-_non_negative_float = _float_option(lambda v: 0 <= v < float("inf"), "a finite number >= 0")
-_unit_interval = _float_option(lambda v: 0 <= v < 1, "in [0, 1)")
-
-
-def register(subparsers):
+def add_track_parser(subparsers):
     """Add the ``track`` subcommand to an argparse ``subparsers`` object.
 
     Parameters
@@ -98,21 +57,21 @@ def register(subparsers):
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--subset", type=_int_at_least(2), default=d["subset"],
+    parser.add_argument("--subset", type=int_at_least(2), default=d["subset"],
                         help=f"train on a random subset of this many digits (of {N_DIGITS}); "
                              "default: all")
-    parser.add_argument("--steps", type=_int_at_least(1), default=d["steps"],
+    parser.add_argument("--steps", type=int_at_least(1), default=d["steps"],
                         help="optimizer steps")
-    parser.add_argument("--eval-every", type=_int_at_least(1), default=d["eval_every"],
+    parser.add_argument("--eval-every", type=int_at_least(1), default=d["eval_every"],
                         help="steps between evaluations (the untrained network is step 0)")
-    parser.add_argument("--batch-size", type=_int_at_least(1), default=d["batch_size"],
+    parser.add_argument("--batch-size", type=int_at_least(1), default=d["batch_size"],
                         help="images per optimizer step")
     parser.add_argument("--lr", type=_positive_float, default=d["lr"], help="Adam learning rate")
     parser.add_argument("--ema-decay", type=_unit_interval, default=d["ema_decay"],
                         help="EMA decay of the weights (the EMA network is the one measured)")
-    parser.add_argument("--channels", type=_int_at_least(1), nargs=2, default=d["channels"],
+    parser.add_argument("--channels", type=int_at_least(1), nargs=2, default=d["channels"],
                         metavar=("C0", "C1"), help="SmallUNet channels at full and half resolution")
-    parser.add_argument("--mid-channels", type=_int_at_least(1), default=d["mid_channels"],
+    parser.add_argument("--mid-channels", type=int_at_least(1), default=d["mid_channels"],
                         help="SmallUNet bottleneck channels")
     parser.add_argument("--sigma", type=_positive_float, default=d["sigma"],
                         help="noise level of the views ICR is measured on")
@@ -120,16 +79,16 @@ def register(subparsers):
                         help="layer measured (default: the bottleneck 'mid')")
     parser.add_argument("--pooling", choices=["auto", "mean", "flatten"], default=d["pooling"],
                         help="how the layer's feature map becomes a vector")
-    parser.add_argument("--views", type=_int_at_least(2), default=d["views"],
+    parser.add_argument("--views", type=int_at_least(2), default=d["views"],
                         help="views (augmentation + noise) per image")
-    parser.add_argument("--icr-images", type=_int_at_least(2), default=d["icr_images"],
+    parser.add_argument("--icr-images", type=int_at_least(2), default=d["icr_images"],
                         help="training images ICR is measured on (a fixed random subset when "
                              "there are more)")
-    parser.add_argument("--samples", type=_int_at_least(0), default=d["samples"],
+    parser.add_argument("--samples", type=int_at_least(0), default=d["samples"],
                         help="samples per evaluation for the memorization ratio (0: skip it)")
-    parser.add_argument("--sampler-steps", type=_int_at_least(2), default=d["sampler_steps"],
+    parser.add_argument("--sampler-steps", type=int_at_least(2), default=d["sampler_steps"],
                         help="noise levels of EDM's Heun sampler")
-    parser.add_argument("--warmup-steps", type=_int_at_least(0), default=d["warmup_steps"],
+    parser.add_argument("--warmup-steps", type=int_at_least(0), default=d["warmup_steps"],
                         help="evaluations before this step are recorded but left out of the "
                              "search for ICR's minimum (ICR of a fresh network moves up and "
                              "down at first)")
@@ -141,9 +100,9 @@ def register(subparsers):
                              "least --min-rise, after --warmup-steps)")
     parser.add_argument("--save-checkpoints", action="store_true",
                         help="save the EMA weights of every evaluation in --out/checkpoints")
-    parser.add_argument("--seed", type=_int_at_least(0), default=d["seed"],
+    parser.add_argument("--seed", type=int_at_least(0), default=d["seed"],
                         help="seed of the subset, the network, training, views and samples")
-    parser.add_argument("--threads", type=_int_at_least(1), default=None,
+    parser.add_argument("--threads", type=int_at_least(1), default=None,
                         help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:0, mps)")
     parser.add_argument("--out", default=None,
@@ -175,7 +134,7 @@ def run_track(args):
     Parameters
     ----------
     args : argparse.Namespace
-        From the parser built by :func:`register`.
+        From the parser built by :func:`add_track_parser`.
 
     Returns
     -------
@@ -190,8 +149,8 @@ def run_track(args):
             f"--eval-every {args.eval_every} exceeds --steps {args.steps}: there would be "
             "no evaluation during training."
         )
-    device = _check_device(args.device)
-    out = Path(args.out) if args.out is not None else _default_out_dir("track")
+    device = check_device(args.device)
+    out = Path(args.out) if args.out is not None else default_out_dir("track")
     if out.exists() and not out.is_dir():
         raise _error(f"--out {str(out)!r} exists and is not a folder.")
 
@@ -201,7 +160,7 @@ def run_track(args):
     from skicr.extraction import FeatureExtractor
     from skicr.models import SmallUNet, save_denoiser, train_denoiser
 
-    from ._monitor import ICRMonitor
+    from skicr.monitoring import ICRMonitor
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -339,39 +298,7 @@ def _summary(frame, turning, onset, stopped_at):
 
 
 def _save_figure(monitor, path, title, start_step):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed, track.png not written "
-              "(pip install 'skicr[plot]').", file=sys.stderr)
+    if cli_pyplot("track.png") is None:
         return
     axes = monitor.plot(title=title, start_step=start_step)
-    figure = axes[0].figure
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def main(argv=None):
-    """Run ``skicr track ...`` through the ``skicr`` command; returns the exit code.
-
-    Parameters
-    ----------
-    argv : list of str, default=None
-        Arguments without the program name, starting with ``track``; None
-        reads ``sys.argv[1:]``.
-
-    Returns
-    -------
-    code : int
-    """
-    from skicr.cli import main as skicr_main
-
-    return skicr_main(argv)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    save_figure(axes[0].figure, path)

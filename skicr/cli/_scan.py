@@ -1,166 +1,18 @@
-"""Command line interface: ``skicr <command> ...``.
+"""``skicr scan``: choose the noise level (and layer) without labels."""
 
-Each command is an argparse subparser built by one ``_add_<command>_parser``
-function that sets ``func`` (the function to run, taking the parsed
-arguments and returning an exit code). To add a command, write such a
-function and append it to ``_COMMANDS``.
-
-Exit codes: 0 success; 2 bad arguments or unreadable input files (argparse's
-convention); 1 an error while running.
-"""
-
-import argparse
 import json
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+from .._utils.plotting import cli_pyplot, save_figure
+from .._utils.validation import check_layer_list
+from ..recipes import SCAN_DEFAULTS, augment_presets, make_probe, parse_sigmas
+from ._common import CLIError, argument_type, check_device, default_out_dir, int_at_least, parse_layers
 
-#: defaults of ``skicr scan`` (their measured justification is in docs/scan.md)
-SCAN_DEFAULTS = {
-    "sigmas": "0.005:5:12",
-    "layer": None,
-    "pooling": "mean",
-    "views": 4,
-    "n_images": 2000,  # all 1797 digits; caps a user's folder
-    "cv": 5,
-    "seed": 0,
-    "batch_size": 256,
-    "augment": "default",
-}
-
-
-def augment_presets():
-    """Named augmentation strengths of ``skicr scan --augment`` (as measured in docs/scan.md).
-
-    Returns
-    -------
-    presets : dict
-        name -> the ``augment`` argument of :class:`skicr.FeatureExtractor`.
-    """
-    from skicr.extraction import RandomAffine
-
-    return {
-        "none": None,  # noise-only views
-        "weak": RandomAffine(scale=(0.85, 1.0), rotation=7.5),
-        "default": "default",  # RandomAffine(scale=(0.6, 1.0), rotation=15)
-        "strong": RandomAffine(scale=(0.5, 1.0), rotation=30.0, translation=0.1),
-    }
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit code ``code``, no traceback."""
-
-    def __init__(self, message, code=2):
-        super().__init__(message)
-        self.code = code
-
-
-# ---------------------------------------------------------------- argument types
-
-
-def parse_sigmas(text):
-    """Parse ``--sigmas``: ``a,b,c`` (a list) or ``min:max:num`` (log-spaced).
-
-    Parameters
-    ----------
-    text : str
-        The option's value.
-
-    Returns
-    -------
-    sigmas : ndarray of shape (n_sigmas,)
-        Positive, distinct noise levels, in the given (or increasing) order.
-    """
-    text = text.strip()
-    try:
-        if ":" in text:
-            parts = text.split(":")
-            if len(parts) != 3:
-                raise ValueError
-            low, high, num = float(parts[0]), float(parts[1]), int(parts[2])
-            if num < 1:
-                raise argparse.ArgumentTypeError(f"the number of sigmas must be >= 1; got {num}.")
-            if not (0 < low < high) and not (num == 1 and 0 < low == high):
-                raise argparse.ArgumentTypeError(
-                    f"min:max:num needs 0 < min < max; got {text!r}."
-                )
-            sigmas = np.geomspace(low, high, num)
-        else:
-            sigmas = np.asarray([float(s) for s in text.split(",") if s.strip()])
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of numbers (0.05,0.1,0.2) or min:max:num "
-            f"(0.005:5:12); got {text!r}."
-        ) from None
-    if sigmas.size == 0:
-        raise argparse.ArgumentTypeError("the sigma grid is empty.")
-    if not np.all(np.isfinite(sigmas)) or np.any(sigmas <= 0):
-        raise argparse.ArgumentTypeError(f"sigmas must be positive numbers; got {text!r}.")
-    if np.unique(sigmas).size != sigmas.size:
-        raise argparse.ArgumentTypeError(f"sigmas contains repeated values: {text!r}.")
-    return sigmas
-
-
-def parse_layers(text):
-    """Parse ``--layers``: comma-separated layer names, ``down.1,mid,up.0``.
-
-    Parameters
-    ----------
-    text : str
-        The option's value.
-
-    Returns
-    -------
-    layers : list of str
-        Distinct, non-empty names in the given order.
-    """
-    layers = [name.strip() for name in text.split(",")]
-    if not layers or any(not name for name in layers):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated layer names (down.1,mid,up.0); got {text!r}."
-        )
-    if len(set(layers)) != len(layers):
-        raise argparse.ArgumentTypeError(f"layers contains repeated names: {text!r}.")
-    return layers
-
-
-def _int_at_least(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}.") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}.")
-        return value
-
-    parse.__name__ = f"int>={minimum}"
-    return parse
-
-
-# ---------------------------------------------------------------- loading inputs
-
-
-def _check_device(device):
-    """Validate ``--device`` before any work, so a typo fails fast."""
-    if device is None:
-        return None
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise CLIError(f"unknown --device {device!r} (try cpu, cuda, cuda:0, mps).") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {device!r}: CUDA is not available on this machine.")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise CLIError(f"--device {device!r}: MPS is not available on this machine.")
-    return device
+__all__ = ["add_scan_parser", "run_scan", "load_backbone", "load_scan_data"]
 
 
 def load_backbone(model, device=None):
@@ -273,20 +125,8 @@ def _load_labels(path, n_images):
     return y
 
 
-def _default_out_dir(prefix):
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path.cwd() / f"{prefix}-{stamp}"
-    suffix = 1
-    while out.exists():
-        suffix += 1
-        out = Path.cwd() / f"{prefix}-{stamp}-{suffix}"
-    return out
-
-
-# ---------------------------------------------------------------- scan
-
-
-def _add_scan_parser(subparsers):
+def add_scan_parser(subparsers):
+    """Add the ``scan`` subcommand to ``subparsers``; its ``func`` is :func:`run_scan`."""
     parser = subparsers.add_parser(
         "scan",
         help="choose the noise level sigma without labels (ICR scan)",
@@ -310,10 +150,10 @@ def _add_scan_parser(subparsers):
                              "(n, C, H, W); default: sklearn's digits")
     parser.add_argument("--labels", default=None,
                         help="labels of --images (.npy or text, one int per image) for the probe")
-    parser.add_argument("--n-images", type=_int_at_least(4), default=d["n_images"],
+    parser.add_argument("--n-images", type=int_at_least(4), default=d["n_images"],
                         help="use a random subset of this many images when there are more "
                              "(default: %(default)s)")
-    parser.add_argument("--sigmas", type=parse_sigmas, default=d["sigmas"],
+    parser.add_argument("--sigmas", type=argument_type(parse_sigmas), default=d["sigmas"],
                         help="noise levels: a list 0.05,0.1,0.2 or min:max:num, log-spaced "
                              "(default: %(default)s)")
     parser.add_argument("--layer", default=d["layer"],
@@ -333,9 +173,9 @@ def _add_scan_parser(subparsers):
                              "weak (scale 0.85-1, +-7.5 deg), default (scale 0.6-1, +-15 deg), "
                              "strong (scale 0.5-1, +-30 deg, shift 10%%); none: noise only "
                              "(default: %(default)s)")
-    parser.add_argument("--views", type=_int_at_least(2), default=d["views"],
+    parser.add_argument("--views", type=int_at_least(2), default=d["views"],
                         help="views (augmentation + noise) per image (default: %(default)s)")
-    parser.add_argument("--cv", type=_int_at_least(1), default=d["cv"],
+    parser.add_argument("--cv", type=int_at_least(1), default=d["cv"],
                         help="folds over images for the held-out ICR and the probe; 1: in-sample "
                              "ICR, no probe (default: %(default)s)")
     parser.add_argument("--no-probe", action="store_true",
@@ -345,7 +185,7 @@ def _add_scan_parser(subparsers):
     parser.add_argument("--seed", type=int, default=d["seed"],
                         help="seed of the image subset, the views and the folds "
                              "(default: %(default)s)")
-    parser.add_argument("--batch-size", type=_int_at_least(1), default=d["batch_size"],
+    parser.add_argument("--batch-size", type=int_at_least(1), default=d["batch_size"],
                         help="images per forward pass (default: %(default)s)")
     parser.add_argument("--n-jobs", type=int, default=None,
                         help="sigmas evaluated in parallel (joblib; default: one at a time)")
@@ -354,15 +194,6 @@ def _add_scan_parser(subparsers):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_scan)
     return parser
-
-
-def make_probe():
-    """The probe of ``skicr scan``: standardised features, multinomial logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=300))
 
 
 def spearman_neg_icr_accuracy(cv_results):
@@ -408,8 +239,8 @@ def format_scan_table(cv_results, best_index):
 def run_scan(args):
     """Run ``skicr scan`` with parsed arguments; returns the exit code."""
     started = time.perf_counter()
-    device = _check_device(args.device)
-    out = Path(args.out) if args.out is not None else _default_out_dir("scan")
+    device = check_device(args.device)
+    out = Path(args.out) if args.out is not None else default_out_dir("scan")
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {str(out)!r} exists and is not a folder.")
 
@@ -438,9 +269,7 @@ def run_scan(args):
         # resolves the layer and checks the images on one image: fail before the scan
         layer = extractor.fit(images[:2]).layer_
         if args.layers is not None:
-            from skicr.extraction._extractor import _check_layer_list
-
-            layer = _check_layer_list(extractor.backbone_, args.layers)
+            layer = check_layer_list(extractor.backbone_, args.layers)
     except (ValueError, TypeError) as exc:
         raise CLIError(f"{exc}") from None
     selector = NoiseLevelSelector(
@@ -555,84 +384,10 @@ def _write_scan_outputs(out, args, selector, rho, model_description, data_descri
     }
     (out / "scan.json").write_text(json.dumps(report, indent=2) + "\n")
 
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed, scan.png not written "
-              "(pip install 'skicr[plot]').", file=sys.stderr)
+    if cli_pyplot("scan.png") is None:
         return
     ax = selector.plot()
     where = f"layer {layer}" if args.layers is None else "layer x sigma"
     ax.set_title(f"skicr scan: {model_description}, {where}", fontsize="medium")
-    if args.layers is None:
-        ax.figure.tight_layout()
-        ax.figure.savefig(out / "scan.png", dpi=120)
-    else:
-        # the heat map's colour bar and legend: tight_layout cannot fit them on a small figure
-        ax.figure.savefig(out / "scan.png", dpi=120, bbox_inches="tight")
-    plt.close(ax.figure)
-
-
-# ---------------------------------------------------------------- entry point
-
-#: builders of the subcommands, in the order ``skicr --help`` lists them
-def _add_track_parser(subparsers):
-    # imported here: skicr.monitoring._cli imports this module for CLIError
-    from skicr.monitoring._cli import register
-
-    return register(subparsers)
-
-
-_COMMANDS = [_add_scan_parser, _add_track_parser]
-
-
-def build_parser():
-    """The ``skicr`` argument parser with one subparser per command.
-
-    Returns
-    -------
-    parser : argparse.ArgumentParser
-    """
-    parser = argparse.ArgumentParser(
-        prog="skicr",
-        description="Label-free evaluation of diffusion-model representations (ICR).",
-    )
-    from skicr import __version__
-
-    parser.add_argument("--version", action="version", version=f"skicr {__version__}")
-    subparsers = parser.add_subparsers(dest="command", title="commands", required=True)
-    for add_parser in _COMMANDS:
-        add_parser(subparsers)
-    return parser
-
-
-def main(argv=None):
-    """Run the ``skicr`` command line.
-
-    Parameters
-    ----------
-    argv : list of str, default=None
-        Arguments without the program name; None reads ``sys.argv[1:]``.
-
-    Returns
-    -------
-    code : int
-        The exit code (0 success, 1 runtime error, 2 bad arguments or files).
-    """
-    parser = build_parser()
-    args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
-    try:
-        return args.func(args)
-    except CLIError as exc:
-        print(f"skicr {args.command}: error: {exc}", file=sys.stderr)
-        return exc.code
-    except KeyboardInterrupt:
-        print(f"skicr {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # the heat map's colour bar and legend: tight_layout cannot fit them on a small figure
+    save_figure(ax.figure, out / "scan.png", bbox_tight=args.layers is not None)

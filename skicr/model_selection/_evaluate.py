@@ -1,0 +1,147 @@
+"""Evaluating one candidate sigma: one backbone pass (all layers), then every fold on its features."""
+
+import time
+
+import numpy as np
+from sklearn.base import clone
+
+__all__ = []
+
+
+def _probe_input(views, probe_features):
+    """Features the probe sees, one row per image."""
+    if probe_features == "first_view":
+        return views[:, 0, :]
+    return views.mean(axis=1)
+
+
+def _in_sample_icr(decomposer, views):
+    """ICR of ``views`` under a decomposer already fitted on them."""
+    icr = getattr(decomposer, "icr_", None)
+    if icr is not None:
+        return float(icr)
+    return -float(decomposer.score(views))
+
+
+def _check_views(views, n_images, layer=None):
+    """Views as float64 (n_images, n_views, d), or a ValueError naming the problem."""
+    views = np.asarray(views, dtype=np.float64)
+    where = "" if layer is None else f" for layer {layer!r}"
+    if views.ndim != 3 or views.shape[0] != n_images:
+        raise ValueError(
+            f"the extractor must return views of shape (n_images={n_images}, n_views, "
+            f"n_features){where}; got {views.shape}."
+        )
+    if not np.all(np.isfinite(views)):
+        raise ValueError(f"the extracted features{where} contain NaN or infinite values.")
+    return views
+
+
+class _FoldScorer:
+    """What every grid task shares: the decomposer, the probe and the folds.
+
+    Calling it scores one feature set (see :func:`_score_views`).
+    """
+
+    def __init__(self, decomposer, probe, probe_features, splits):
+        self.decomposer = decomposer
+        self.probe = probe
+        self.probe_features = probe_features
+        self.splits = splits
+
+    def __call__(self, views, y):
+        return _score_views(views, y, self.decomposer, self.probe, self.probe_features, self.splits)
+
+
+def _score_views(views, y, decomposer, probe, probe_features, splits):
+    """Held-out ICR (and probe accuracy) of one feature set on every split.
+
+    Returns a dict of per-split lists: ``icr``, ``fit_time``, ``score_time``,
+    and ``probe_accuracy``, ``probe_time`` when a probe is given.
+    """
+    result = {"icr": [], "fit_time": [], "score_time": []}
+    if probe is not None:
+        result["probe_accuracy"] = []
+        result["probe_time"] = []
+
+    if splits is None:
+        # cv=1: in-sample ICR on all images, no split
+        start = time.perf_counter()
+        fitted_decomposer = clone(decomposer).fit(views)
+        result["fit_time"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        result["icr"].append(_in_sample_icr(fitted_decomposer, views))
+        result["score_time"].append(time.perf_counter() - start)
+        return result
+
+    probe_X = None if probe is None else _probe_input(views, probe_features)
+    for train, test in splits:
+        start = time.perf_counter()
+        fitted_decomposer = clone(decomposer).fit(views[train])
+        result["fit_time"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        # the decomposer's score is minus the held-out ICR
+        result["icr"].append(-float(fitted_decomposer.score(views[test])))
+        result["score_time"].append(time.perf_counter() - start)
+        if probe is not None:
+            start = time.perf_counter()
+            fitted_probe = clone(probe).fit(probe_X[train], y[train])
+            accuracy = np.mean(fitted_probe.predict(probe_X[test]) == y[test])
+            result["probe_accuracy"].append(float(accuracy))
+            result["probe_time"].append(time.perf_counter() - start)
+    return result
+
+
+def _extract(extractor, sigma, images, layers):
+    """Views of every image at ``sigma``: {layer: (n_images, n_views, d)}.
+
+    ``layers=None`` reads the extractor's own layer through ``transform_views``
+    (any extractor) under the key None; a list reads them all from one backbone
+    pass through ``transform_layer_views`` (the extractor's own layer only
+    matters to its fit, a one-image probe, so it is set to the first).
+    """
+    n_images = len(images)
+    if layers is None:
+        fitted = clone(extractor).set_params(sigma=sigma).fit(images)
+        return {None: _check_views(fitted.transform_views(images), n_images)}
+    fitted = clone(extractor).set_params(sigma=sigma, layer=layers[0]).fit(images)
+    by_layer = fitted.transform_layer_views(images, layers)
+    missing = [layer for layer in layers if layer not in by_layer]
+    if missing:
+        raise ValueError(f"transform_layer_views returned no features for {missing}.")
+    return {layer: _check_views(by_layer[layer], n_images, layer) for layer in layers}
+
+
+def evaluate_sigma(extractor, sigma, images, y, scorer, layers=None):
+    """One grid task: extract at ``sigma`` once, then score every layer's views on every split.
+
+    Parameters
+    ----------
+    extractor : estimator
+        The (seeded) extractor; cloned with ``sigma``.
+    sigma : float
+        The candidate noise level.
+    images : array-like
+        All images.
+    y : ndarray or None
+        Labels for the probe.
+    scorer : _FoldScorer
+        Decomposer, probe and splits.
+    layers : list of str or None, default=None
+        Candidate layers; None: the extractor's own.
+
+    Returns
+    -------
+    result : dict
+        ``{"extract_time": seconds, "layers": {layer: per-split lists}}``
+        (the key None without ``layers``).
+    """
+    try:
+        start = time.perf_counter()
+        by_layer = _extract(extractor, sigma, images, layers)
+        extract_time = time.perf_counter() - start
+        scored = {layer: scorer(by_layer.pop(layer), y) for layer in list(by_layer)}
+        return {"extract_time": extract_time, "layers": scored}
+    except Exception as exc:
+        exc.add_note(f"(while evaluating sigma={sigma:g} in NoiseLevelSelector)")
+        raise
