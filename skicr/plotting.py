@@ -131,6 +131,8 @@ def _log_edges(sigmas):
     return np.exp(np.concatenate([[first], mids, [last]]))
 
 
+# long (~80 lines): one figure drawn step by step (heat map, colour bar, ticks, the chosen
+# and the probe's cells, legend); the two marking helpers are already inner functions
 def plot_icr_surface(cv_results, best_index=None, value="icr", annotate=None, ax=None,
                      title=None):
     """Heat map of a joint (layer, sigma) search: layers x sigma on a log axis.

@@ -55,8 +55,9 @@ TRACK_DEFAULTS = {
     "seed": 0,
 }
 
-#: the probe's inverse regularisation (docs/scan.md) and iteration cap
+#: the probe's inverse regularisation strength (docs/scan.md measures it)
 PROBE_C = 0.1
+#: the probe's iteration cap (converged on the digits' features well before it)
 PROBE_MAX_ITER = 300
 
 

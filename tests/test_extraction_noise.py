@@ -15,7 +15,7 @@ from skicr.extraction import (
 )
 from skicr.extraction._noise import (
     edm_c_noise_to_sigma,
-    edm_preconditioning,
+    edm_input_scaling,
     flow_input_scale,
     flow_time_to_sigma,
     sigma_to_flow_time,
@@ -41,7 +41,7 @@ def alphas_cumprod():
 # ------------------------------------------------------------------ round trips
 @pytest.mark.parametrize("sigma", SIGMAS)
 def test_edm_round_trip(sigma):
-    c_in, c_noise = edm_preconditioning(sigma, sigma_data=0.5)
+    c_in, c_noise = edm_input_scaling(sigma, sigma_data=0.5)
     assert c_noise == pytest.approx(np.log(sigma) / 4)
     assert c_in == pytest.approx(1 / np.sqrt(sigma**2 + 0.25))
     assert edm_c_noise_to_sigma(c_noise) == pytest.approx(sigma, rel=1e-12)
@@ -172,7 +172,7 @@ def test_edm_raw_and_preconditioned_calls():
     x, sigma = _x_ve((2, 1, 16, 16)), 0.3
     with torch.no_grad():
         EDMBackbone(net).forward(x, sigma)
-    c_in, c_noise = edm_preconditioning(sigma)
+    c_in, c_noise = edm_input_scaling(sigma)
     torch.testing.assert_close(seen["args"][0], c_in * x)
     torch.testing.assert_close(seen["args"][1], torch.full((2,), c_noise))
     with torch.no_grad():

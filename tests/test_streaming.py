@@ -21,7 +21,7 @@ from skicr._utils.images import check_images
 from skicr.extraction._testing import TinyEDMNet
 from skicr.metrics import GroupedViewStatistics, accumulate
 
-from _synthetic import FITTED, assert_same_fit, assert_same_statistics
+from _synthetic import assert_same_fit, assert_same_statistics
 
 
 N_IMAGES = 41

@@ -247,42 +247,7 @@ def run_scan(args):
     images, y, data_description = load_scan_data(args.images, args.labels, args.n_images, args.seed)
     backbone, model_description = load_backbone(args.model, device)
 
-    from skicr import FeatureExtractor, NoiseLevelSelector
-
-    if args.layers is not None and args.layer is not None:
-        raise CLIError("give --layer (one layer) or --layers (a joint search), not both.")
-    use_probe = not args.no_probe and y is not None and args.cv >= 2
-    if not args.no_probe and y is not None and args.cv < 2:
-        print("note: --cv 1 measures no held-out probe accuracy; the probe is skipped.",
-              file=sys.stderr)
-    extractor = FeatureExtractor(
-        backbone,
-        layer=args.layers[0] if args.layers is not None else args.layer,
-        n_views=args.views,
-        pooling=args.pooling,
-        augment=augment_presets()[args.augment],
-        batch_size=args.batch_size,
-        device=device,
-        random_state=args.seed,
-    )
-    try:
-        # resolves the layer and checks the images on one image: fail before the scan
-        layer = extractor.fit(images[:2]).layer_
-        if args.layers is not None:
-            layer = check_layer_list(extractor.backbone_, args.layers)
-    except (ValueError, TypeError) as exc:
-        raise CLIError(f"{exc}") from None
-    selector = NoiseLevelSelector(
-        extractor,
-        args.sigmas,
-        layers=args.layers,
-        probe=make_probe() if use_probe else None,
-        cv=args.cv,
-        n_jobs=args.n_jobs,
-        refit=False,
-        random_state=args.seed,
-        progress=not args.quiet,
-    )
+    selector, layer, use_probe = _make_selector(args, images, y, backbone, device)
     where = f"layer {layer!r}" if args.layers is None else f"layers {', '.join(layer)}"
     print(f"skicr scan: {model_description}, {where} ({args.pooling}), "
           f"{len(images)} {data_description}, {args.views} views, "
@@ -320,6 +285,47 @@ def run_scan(args):
                         layer=layer, n_images=len(images), seconds=time.perf_counter() - started)
     print(f"wrote {out / 'scan.csv'}, scan.json, scan.png")
     return 0
+
+
+def _make_selector(args, images, y, backbone, device):
+    """The scan's selector, its layer(s) checked on two images; whether the probe runs."""
+    from skicr import FeatureExtractor, NoiseLevelSelector
+
+    if args.layers is not None and args.layer is not None:
+        raise CLIError("give --layer (one layer) or --layers (a joint search), not both.")
+    use_probe = not args.no_probe and y is not None and args.cv >= 2
+    if not args.no_probe and y is not None and args.cv < 2:
+        print("note: --cv 1 measures no held-out probe accuracy; the probe is skipped.",
+              file=sys.stderr)
+    extractor = FeatureExtractor(
+        backbone,
+        layer=args.layers[0] if args.layers is not None else args.layer,
+        n_views=args.views,
+        pooling=args.pooling,
+        augment=augment_presets()[args.augment],
+        batch_size=args.batch_size,
+        device=device,
+        random_state=args.seed,
+    )
+    try:
+        # resolves the layer and checks the images on one image: fail before the scan
+        layer = extractor.fit(images[:2]).layer_
+        if args.layers is not None:
+            layer = check_layer_list(extractor.backbone_, args.layers)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"{exc}") from None
+    selector = NoiseLevelSelector(
+        extractor,
+        args.sigmas,
+        layers=args.layers,
+        probe=make_probe() if use_probe else None,
+        cv=args.cv,
+        n_jobs=args.n_jobs,
+        refit=False,
+        random_state=args.seed,
+        progress=not args.quiet,
+    )
+    return selector, layer, use_probe
 
 
 def _describe_probe(selector):

@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from .._utils.plotting import cli_pyplot, save_figure
 from ..recipes import TRACK_DEFAULTS
@@ -142,6 +143,47 @@ def run_track(args):
         0 on success. Bad arguments raise ``skicr.cli.CLIError`` (code 2).
     """
     started = time.perf_counter()
+    device, out = _check_track_args(args)
+    run = _set_up(args, device)
+    print(run.banner, file=sys.stderr)
+
+    from skicr.models import save_denoiser, train_denoiser
+
+    checkpoints = out / "checkpoints"
+
+    def callback(step, ema_net):
+        if args.save_checkpoints:
+            save_denoiser(ema_net, checkpoints / f"step{step:07d}.pt", metadata={"step": step})
+        return run.monitor(step, ema_net)
+
+    out.mkdir(parents=True, exist_ok=True)
+    callback(0, run.net.eval())  # the untrained network: where ICR starts
+    try:
+        result = train_denoiser(run.images, n_steps=args.steps, batch_size=args.batch_size,
+                                lr=args.lr, ema_decay=args.ema_decay, seed=args.seed, net=run.net,
+                                callback=callback, callback_every=args.eval_every,
+                                progress=not args.quiet, device=device)
+    except FloatingPointError as exc:
+        raise _error(f"training diverged: {exc}", code=1) from None
+
+    monitor = run.monitor
+    frame = monitor.to_frame()
+    frame.to_csv(out / "track.csv", index=False)
+    tested = int((frame["step"] >= args.warmup_steps).sum())
+    turning = monitor.turning_point(start_step=args.warmup_steps) if tested >= 3 else None
+    onset = monitor.memorization_onset()
+    print(_summary(frame, turning, onset, monitor.stopped_at_))
+    report = _report(args, run, result, turning, onset, seconds=time.perf_counter() - started)
+    (out / "track.json").write_text(json.dumps(report, indent=2) + "\n")
+    _save_figure(monitor, out / "track.png",
+                 f"skicr track: {len(run.images)} digits, layer {run.layer}, sigma {args.sigma:g}",
+                 args.warmup_steps if tested >= 3 else 0)
+    print(f"wrote {out / 'track.csv'}, track.json" + (", track.png" if (out / "track.png").exists() else ""))
+    return 0
+
+
+def _check_track_args(args):
+    """The checked device and output folder; CLIError (exit 2) on bad combinations."""
     if args.subset is not None and args.subset > N_DIGITS:
         raise _error(f"--subset {args.subset} exceeds the {N_DIGITS} digits.")
     if args.eval_every > args.steps:
@@ -153,13 +195,28 @@ def run_track(args):
     out = Path(args.out) if args.out is not None else default_out_dir("track")
     if out.exists() and not out.is_dir():
         raise _error(f"--out {str(out)!r} exists and is not a folder.")
+    return device, out
 
+
+class _Run(NamedTuple):
+    """What a run trains and measures."""
+
+    images: object
+    measured: object
+    net: object
+    layer: str
+    monitor: object
+    n_params: int
+    banner: str
+
+
+def _set_up(args, device):
+    """The images, the fresh network, the layer (resolved now) and the monitor of a run."""
     import torch
     from sklearn.base import clone
 
     from skicr.extraction import FeatureExtractor
-    from skicr.models import SmallUNet, save_denoiser, train_denoiser
-
+    from skicr.models import SmallUNet
     from skicr.monitoring import ICRMonitor
 
     if args.threads is not None:
@@ -188,40 +245,19 @@ def run_track(args):
                          verbose=not args.quiet)
     n_params = sum(p.numel() for p in net.parameters())
     what = f"a random subset of {len(images)}" if args.subset is not None else f"all {len(images)}"
-    print(f"skicr track: SmallUNet ({n_params:,} parameters) on {what} digits, {args.steps} "
-          f"steps of {args.batch_size}; ICR of layer {layer!r} at sigma={args.sigma:g} on "
-          f"{len(measured)} images x {args.views} views every {args.eval_every} steps"
-          + (f"; memorization ratio of {args.samples} samples" if args.samples else ""),
-          file=sys.stderr)
+    banner = (f"skicr track: SmallUNet ({n_params:,} parameters) on {what} digits, {args.steps} "
+              f"steps of {args.batch_size}; ICR of layer {layer!r} at sigma={args.sigma:g} on "
+              f"{len(measured)} images x {args.views} views every {args.eval_every} steps"
+              + (f"; memorization ratio of {args.samples} samples" if args.samples else ""))
+    return _Run(images, measured, net, layer, monitor, n_params, banner)
 
-    checkpoints = out / "checkpoints"
 
-    def callback(step, ema_net):
-        if args.save_checkpoints:
-            save_denoiser(ema_net, checkpoints / f"step{step:07d}.pt", metadata={"step": step})
-        return monitor(step, ema_net)
-
-    out.mkdir(parents=True, exist_ok=True)
-    callback(0, net.eval())  # the untrained network: where ICR starts
-    try:
-        result = train_denoiser(images, n_steps=args.steps, batch_size=args.batch_size,
-                                lr=args.lr, ema_decay=args.ema_decay, seed=args.seed, net=net,
-                                callback=callback, callback_every=args.eval_every,
-                                progress=not args.quiet, device=device)
-    except FloatingPointError as exc:
-        raise _error(f"training diverged: {exc}", code=1) from None
-
-    frame = monitor.to_frame()
-    frame.to_csv(out / "track.csv", index=False)
-    tested = int((frame["step"] >= args.warmup_steps).sum())
-    turning = monitor.turning_point(start_step=args.warmup_steps) if tested >= 3 else None
-    onset = monitor.memorization_onset()
-    summary = _summary(frame, turning, onset, monitor.stopped_at_)
-    print(summary)
-    report = {
+def _report(args, run, result, turning, onset, seconds):
+    """The content of track.json."""
+    return {
         "command": "skicr track",
         "settings": {
-            "n_training_images": int(len(images)),
+            "n_training_images": int(len(run.images)),
             "subset": args.subset,
             "steps": args.steps,
             "steps_done": int(result.history["step"][-1]) if result.history["step"] else 0,
@@ -231,12 +267,12 @@ def run_track(args):
             "ema_decay": args.ema_decay,
             "channels": list(args.channels),
             "mid_channels": args.mid_channels,
-            "n_parameters": int(n_params),
-            "layer": layer,
+            "n_parameters": int(run.n_params),
+            "layer": run.layer,
             "pooling": args.pooling,
             "sigma": args.sigma,
             "views": args.views,
-            "icr_images": int(len(measured)),
+            "icr_images": int(len(run.measured)),
             "samples": args.samples,
             "sampler_steps": args.sampler_steps,
             "warmup_steps": args.warmup_steps,
@@ -255,14 +291,8 @@ def run_track(args):
         },
         "memorization_onset_step": onset,
         "stopped_early": bool(result.history["stopped_early"]),
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": round(seconds, 2),
     }
-    (out / "track.json").write_text(json.dumps(report, indent=2) + "\n")
-    _save_figure(monitor, out / "track.png",
-                 f"skicr track: {len(images)} digits, layer {layer}, sigma {args.sigma:g}",
-                 args.warmup_steps if tested >= 3 else 0)
-    print(f"wrote {out / 'track.csv'}, track.json" + (", track.png" if (out / "track.png").exists() else ""))
-    return 0
 
 
 def _summary(frame, turning, onset, stopped_at):

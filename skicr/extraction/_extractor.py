@@ -1,6 +1,5 @@
 """FeatureExtractor: grouped view features of a frozen denoiser at one noise level."""
 
-import copy
 import os
 from numbers import Integral, Real
 
@@ -23,6 +22,16 @@ __all__ = ["FeatureExtractor"]
 
 class _FittedModule:
     """Pickle marker: the ``backbone`` parameter is the fitted adapter's module."""
+
+
+class _Shared:
+    """A parameter value that :func:`sklearn.base.clone` passes on as it is (not deep-copied)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __sklearn_clone__(self):
+        return self
 
 
 class FeatureExtractor(TransformerMixin, BaseEstimator):
@@ -340,19 +349,15 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         return tags
 
     def __sklearn_clone__(self):
-        # as sklearn's clone, but the backbone (network weights) is shared, not deep-copied
-        params = self.get_params(deep=False)
-        new_params = {
-            name: value if name == "backbone" else clone(value, safe=False)
-            for name, value in params.items()
-        }
-        new = type(self)(**new_params)
-        if hasattr(self, "_metadata_request"):
-            new._metadata_request = copy.deepcopy(self._metadata_request)
-        if hasattr(self, "_skl_callbacks"):  # shared by reference, as sklearn does
-            new._skl_callbacks = self._skl_callbacks
-        if hasattr(self, "_sklearn_output_config"):
-            new._sklearn_output_config = copy.deepcopy(self._sklearn_output_config)
+        # sklearn's own clone, with the backbone (network weights) shared instead of
+        # deep-copied: clone() calls __sklearn_clone__ on every parameter that has one,
+        # and _Shared returns itself, so sklearn's routine (metadata requests, output
+        # config, callbacks) stays sklearn's
+        shallow = object.__new__(type(self))
+        shallow.__dict__.update(self.__dict__)  # no __getstate__: nothing is archived
+        shallow.backbone = _Shared(self.backbone)
+        new = super(FeatureExtractor, shallow).__sklearn_clone__()
+        new.backbone = self.backbone
         return new
 
     def __getstate__(self):

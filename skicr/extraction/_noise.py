@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 __all__ = [
-    "edm_preconditioning",
+    "edm_input_scaling",
     "edm_c_noise_to_sigma",
     "vp_sigmas",
     "sigma_to_vp_timestep",
@@ -45,8 +45,13 @@ def _check_sigma(sigma, *, positive=False):
 
 
 # --------------------------------------------------------------------- EDM / VE
-def edm_preconditioning(sigma, sigma_data=0.5):
-    """EDM input scaling and noise conditioning for a VE noise level.
+def edm_input_scaling(sigma, sigma_data=0.5):
+    """EDM input scaling and noise conditioning for one VE noise level, as floats.
+
+    The input half (``c_in``, ``c_noise``) of
+    :func:`skicr.models.edm_preconditioning`, which returns all four
+    coefficients as tensors for training; this is what calling a raw EDM
+    network at one ``sigma`` needs.
 
     Parameters
     ----------

@@ -8,7 +8,6 @@ A weights file is a plain dict readable by ``torch.load(weights_only=True)``::
      "metadata": {...how it was trained...}}
 """
 
-from numbers import Integral, Real
 from pathlib import Path
 
 import torch

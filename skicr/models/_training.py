@@ -5,7 +5,6 @@ import time
 from numbers import Integral, Real
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 

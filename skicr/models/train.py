@@ -143,6 +143,8 @@ def _parser():
     return p
 
 
+# long (~90 lines): the training script's argument list and its run, one linear story read
+# top to bottom; splitting it would scatter the options from where they are used
 def main(argv=None):
     """Command-line entry point; returns the process exit code."""
     parser = _parser()

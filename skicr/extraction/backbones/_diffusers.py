@@ -1,7 +1,6 @@
 """Reading diffusers checkpoint folders from disk (nothing is downloaded)."""
 
 import json
-from pathlib import Path
 
 __all__ = []
 

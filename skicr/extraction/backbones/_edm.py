@@ -2,7 +2,7 @@
 
 import torch
 
-from .._noise import edm_c_noise_to_sigma, edm_preconditioning
+from .._noise import edm_c_noise_to_sigma, edm_input_scaling
 from ._base import Backbone, _batch_tensor
 
 __all__ = ["EDMBackbone"]
@@ -59,7 +59,7 @@ class EDMBackbone(Backbone):
         -------
         c_noise : float
         """
-        return edm_preconditioning(sigma, self.sigma_data)[1]
+        return edm_input_scaling(sigma, self.sigma_data)[1]
 
     def sigma_at(self, c_noise):
         """Inverse of :meth:`c_noise`.
@@ -75,7 +75,7 @@ class EDMBackbone(Backbone):
         return float(edm_c_noise_to_sigma(c_noise))
 
     def forward(self, noisy, sigma):
-        c_in, c_noise = edm_preconditioning(sigma, self.sigma_data)
+        c_in, c_noise = edm_input_scaling(sigma, self.sigma_data)
         batch, device, dtype = noisy.shape[0], noisy.device, self.dtype
         args = []
         if self.class_label is not None:
