@@ -251,18 +251,5 @@ def unit_images(images, name="images", *, min_images=1):
 
 
 def model_range_images(images, name="images"):
-    """Checked images as a float32 tensor ``(n, C, H, W)`` in [-1, 1] (``2 x - 1``).
-
-    Parameters
-    ----------
-    images : ndarray or Tensor
-        As for :func:`check_images`.
-    name : str, default="images"
-        What the images are called in error messages.
-
-    Returns
-    -------
-    x : Tensor of shape (n, C, H, W), float32
-    """
-    batches = check_images(images, name=name)
-    return batches.batch(0, batches.n_images, torch.device("cpu")) * 2.0 - 1.0
+    """:func:`unit_images` mapped to the models' range: a float32 tensor in [-1, 1] (``2 x - 1``)."""
+    return torch.from_numpy(unit_images(images, name)) * 2.0 - 1.0

@@ -176,17 +176,9 @@ def plain_metadata(value, where="metadata"):
 
 
 def tensor_state(state):
-    """A state dict with numpy arrays as tensors and numpy scalars as Python numbers.
+    """``state`` (a dict) with numpy arrays as tensors and numpy scalars as Python numbers.
 
-    Parameters
-    ----------
-    state : dict
-        Values: arrays, numpy scalars or plain values.
-
-    Returns
-    -------
-    state : dict
-        What ``torch.load(weights_only=True)`` reads back.
+    What ``torch.load(weights_only=True)`` reads back.
     """
     def plain(value):
         if isinstance(value, np.ndarray):

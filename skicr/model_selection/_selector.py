@@ -1,16 +1,4 @@
-"""Choose the noise level of feature extraction without labels.
-
-:class:`NoiseLevelSelector` scans a grid of noise levels sigma. At each sigma
-the backbone runs once over all images (through a clone of the feature
-extractor); cross-validation folds over images then reuse those features to
-measure the held-out Invariant Contamination Ratio (ICR), and, when labels and
-a probe are given, the held-out probe accuracy for comparison. The chosen
-sigma minimises the mean held-out ICR: no label is needed for the choice.
-
-With ``layers``, the search is joint over (layer, sigma): one backbone pass
-per sigma reads every candidate layer at once, and each layer is scored on
-its own features.
-"""
+"""The estimator: :class:`NoiseLevelSelector` (see the package docstring for its steps)."""
 
 import time
 from numbers import Integral
