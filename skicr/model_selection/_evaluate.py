@@ -5,6 +5,8 @@ import time
 import numpy as np
 from sklearn.base import clone
 
+from ..views import check_grouped_views
+
 __all__ = []
 
 
@@ -24,17 +26,18 @@ def _in_sample_icr(decomposer, views):
 
 
 def _check_views(views, n_images, layer=None):
-    """Views as float64 (n_images, n_views, d), or a ValueError naming the problem."""
-    views = np.asarray(views, dtype=np.float64)
+    """Views as float64 (n_images, n_views, d): one row per image, then the grouped-view check."""
     where = "" if layer is None else f" for layer {layer!r}"
-    if views.ndim != 3 or views.shape[0] != n_images:
+    shape = np.shape(views)
+    if len(shape) != 3 or shape[0] != n_images:
         raise ValueError(
             f"the extractor must return views of shape (n_images={n_images}, n_views, "
-            f"n_features){where}; got {views.shape}."
+            f"n_features){where}; got {shape}."
         )
-    if not np.all(np.isfinite(views)):
-        raise ValueError(f"the extracted features{where} contain NaN or infinite values.")
-    return views
+    try:
+        return check_grouped_views(views, min_images=n_images)
+    except ValueError as exc:
+        raise ValueError(f"the extracted features{where}: {exc}") from None
 
 
 class _FoldScorer:
