@@ -155,6 +155,8 @@ def parse_sigmas(text):
     if ":" in text:
         if num < 1:
             raise ValueError(f"the number of sigmas must be >= 1; got {num}.")
+        if not (low > 0 and high > 0):
+            raise ValueError(f"sigmas must be positive numbers; got min:max {low:g}:{high:g} in {text!r}.")
         if not (0 < low < high) and not (num == 1 and 0 < low == high):
             raise ValueError(f"min:max:num needs 0 < min < max; got {text!r}.")
         sigmas = np.geomspace(low, high, num)

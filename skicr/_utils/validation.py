@@ -11,6 +11,7 @@ __all__ = [
     "check_layer_names",
     "check_layer_list",
     "check_streaming_estimator",
+    "check_torch_device",
 ]
 
 
@@ -137,3 +138,37 @@ def check_streaming_estimator(covariance_estimator, caller):
             f"ShrunkCovariance, LedoitWolf, OAS); got {type(covariance_estimator).__name__}, "
             "which needs the views themselves. Use fit on all the data instead."
         )
+
+
+def check_torch_device(device, name="device"):
+    """``device`` as a ``torch.device`` that exists here, or a one-line ValueError.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``...
+    name : str, default="device"
+        The parameter's name in the message.
+
+    Returns
+    -------
+    device : torch.device
+    """
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{name}={device!r} is not a torch device (try 'cpu', 'cuda', 'cuda:0', "
+                         "'mps').") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if not torch.backends.cuda.is_built()
+                   else "no GPU is visible")
+            raise ValueError(f"{name}={device!r}: CUDA is not available ({why}); use 'cpu'.")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"{name}={device!r}: there are only {torch.cuda.device_count()} "
+                             "CUDA device(s).")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={device!r}: MPS is not available on this machine; use 'cpu'.")
+    return parsed

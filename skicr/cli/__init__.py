@@ -13,10 +13,11 @@ convention); 1 an error while running.
 """
 
 import argparse
+import os
 import sys
 
 from ..recipes import SCAN_DEFAULTS, TRACK_DEFAULTS, augment_presets, make_probe, parse_sigmas
-from ._common import CLIError, parse_layers
+from ._common import CLIError, join_dash_values, parse_layers, worker_running
 from ._scan import add_scan_parser, run_scan
 from ._track import add_track_parser, run_track
 
@@ -64,6 +65,7 @@ def main(argv=None):
         The exit code (0 success, 1 runtime error, 2 bad arguments or files).
     """
     parser = build_parser()
+    argv = join_dash_values(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
     try:
         return args.func(args)
@@ -71,5 +73,10 @@ def main(argv=None):
         print(f"skicr {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
-        print(f"skicr {args.command}: interrupted", file=sys.stderr)
+        print(f"skicr {args.command}: interrupted", file=sys.stderr, flush=True)
+        if worker_running():
+            # the numeric work is inside a BLAS call that cannot be stopped: end the process
+            # now rather than wait minutes for the call (nothing is left half-written)
+            sys.stdout.flush()
+            os._exit(130)
         return 130

@@ -1,15 +1,27 @@
 """Helpers every ``skicr`` command shares: the user-facing error, argument types, devices, folders."""
 
 import argparse
+import json
+import os
+import re
+import sys
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
-from .._utils.validation import check_layer_names
+from .._utils.serialization import atomic_write_text, check_output_dir
+from .._utils.validation import check_layer_names, check_torch_device
 
 __all__ = [
     "CLIError",
     "argument_type",
     "check_device",
+    "check_out_dir",
+    "join_dash_values",
+    "n_jobs_option",
+    "run_interruptibly",
+    "ReportWriter",
     "default_out_dir",
     "float_option",
     "int_at_least",
@@ -99,17 +111,19 @@ def check_device(device):
     """Validate ``--device`` before any work, so a typo fails fast."""
     if device is None:
         return None
-    import torch
-
     try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise CLIError(f"unknown --device {device!r} (try cpu, cuda, cuda:0, mps).") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {device!r}: CUDA is not available on this machine.")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise CLIError(f"--device {device!r}: MPS is not available on this machine.")
+        check_torch_device(device, "--device")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     return device
+
+
+def check_out_dir(out):
+    """``--out`` as a Path, checked for writing before any work (nothing is created)."""
+    try:
+        return check_output_dir(out, "--out")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def default_out_dir(prefix):
@@ -121,3 +135,161 @@ def default_out_dir(prefix):
         suffix += 1
         out = Path.cwd() / f"{prefix}-{stamp}-{suffix}"
     return out
+
+
+#: options whose value may start with "-" (a negative number is refused by the option's own
+#: check, with a clear message, instead of argparse reading it as another option)
+DASH_VALUE_OPTIONS = ("--sigmas",)
+_NUMBER_START = re.compile(r"^-[0-9.]")
+
+
+def join_dash_values(argv, options=DASH_VALUE_OPTIONS):
+    """Rewrite ``--opt -1:1:5`` as ``--opt=-1:1:5`` so that argparse passes the value on.
+
+    argparse takes ``-1:1:5`` for an option (only plain negative numbers such
+    as ``-1`` count as values) and says "expected one argument"; joined, the
+    option's type check sees the value and can say what is wrong with it.
+    """
+    argv = list(argv)
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token in options and i + 1 < len(argv) and _NUMBER_START.match(argv[i + 1]):
+            out.append(f"{token}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
+def n_jobs_option(text):
+    """An argparse ``type`` for ``--n-jobs``: joblib's convention, a nonzero integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}.") from None
+    if value == 0:
+        raise argparse.ArgumentTypeError(
+            "must be a nonzero integer (1: one at a time, 2: two in parallel, -1: all cores); got 0."
+        )
+    return value
+
+
+n_jobs_option.__name__ = "n_jobs"
+
+#: seconds between "still working" lines while a long phase prints nothing
+HEARTBEAT_SECONDS = 60.0
+WORKER_NAME = "skicr-work"
+_RUNNING = set()  # the done-events of the workers still computing
+
+
+def run_interruptibly(work, *, label, heartbeat=True):
+    """Run ``work()`` in a worker thread, so that Ctrl-C is handled at once.
+
+    A long BLAS or LAPACK call (an eigendecomposition of a wide layer) holds
+    the main thread for minutes without checking for signals; waiting on a
+    worker instead, the main thread receives KeyboardInterrupt within a tenth
+    of a second. The worker cannot be stopped inside the call:
+    :func:`skicr.cli.main` ends the process after reporting the interrupt.
+
+    Parameters
+    ----------
+    work : callable
+        Takes no arguments.
+    label : str
+        The command, for the "still working" lines (``skicr scan``).
+    heartbeat : bool, default=True
+        Print a line to stderr every :data:`HEARTBEAT_SECONDS` while it runs.
+
+    Returns
+    -------
+    result : object
+        What ``work`` returned; its exception is raised here.
+    """
+    outcome = {}
+    done = threading.Event()
+
+    def target():
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # re-raised in the main thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+            _RUNNING.discard(done)
+
+    worker = threading.Thread(target=target, name=WORKER_NAME, daemon=True)
+    started = last = time.monotonic()
+    _RUNNING.add(done)
+    worker.start()
+    # an Event, not worker.is_alive(): a join interrupted by Ctrl-C marks the thread stopped
+    # (Python < 3.12) although it still runs
+    while not done.wait(0.1):
+        now = time.monotonic()
+        if heartbeat and now - last >= HEARTBEAT_SECONDS:
+            last = now
+            print(f"{label}: still working, {(now - started) / 60:.0f} min so far "
+                  "(Ctrl-C stops)", file=sys.stderr, flush=True)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def worker_running():
+    """Whether a :func:`run_interruptibly` worker is still computing."""
+    return any(not done.is_set() for done in list(_RUNNING))
+
+
+class ReportWriter:
+    """A command's output files, written so that an interrupt never leaves a complete-looking set.
+
+    ``start()`` writes the JSON report with ``"complete": false`` first; each
+    file is then written to a temporary name and renamed into place; ``finish``
+    rewrites the report with ``"complete": true`` and the list of files. A
+    reader trusts a folder whose report says complete.
+
+    Parameters
+    ----------
+    out : Path
+        The output folder (created by ``start``).
+    report_name : str
+        ``scan.json``.
+    """
+
+    def __init__(self, out, report_name):
+        self.out = Path(out)
+        self.report_name = report_name
+        self.files = []
+
+    def start(self, report=None):
+        """Create the folder and mark the report incomplete."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._write_report({**(report or {}), "complete": False})
+
+    def path(self, name):
+        """A temporary path to write ``name`` to; :meth:`commit` moves it into place."""
+        return self.out / f".{name}.tmp{os.getpid()}{Path(name).suffix}"
+
+    def commit(self, name):
+        """Move the temporary file of ``name`` into place."""
+        os.replace(self.path(name), self.out / name)
+        self.files.append(name)
+
+    def text(self, name, text):
+        """Write a text file atomically."""
+        atomic_write_text(text, self.out / name)
+        self.files.append(name)
+
+    def finish(self, report):
+        """Write the report, complete, listing the files written."""
+        self._write_report({**report, "files": [*self.files, self.report_name],
+                            "complete": True})
+
+    def discard(self):
+        """Remove temporary files left by an interrupted write."""
+        for leftover in self.out.glob(f".*.tmp{os.getpid()}*"):
+            leftover.unlink(missing_ok=True)
+
+    def _write_report(self, report):
+        atomic_write_text(json.dumps(report, indent=2) + "\n", self.out / self.report_name)

@@ -1,6 +1,5 @@
 """``skicr scan``: choose the noise level (and layer) without labels."""
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -10,7 +9,18 @@ import numpy as np
 from .._utils.plotting import cli_pyplot, save_figure
 from .._utils.validation import check_layer_list
 from ..recipes import SCAN_DEFAULTS, augment_presets, make_probe, parse_sigmas
-from ._common import CLIError, argument_type, check_device, default_out_dir, int_at_least, parse_layers
+from ._common import (
+    CLIError,
+    ReportWriter,
+    argument_type,
+    check_device,
+    check_out_dir,
+    default_out_dir,
+    int_at_least,
+    n_jobs_option,
+    parse_layers,
+    run_interruptibly,
+)
 
 __all__ = ["add_scan_parser", "run_scan", "load_backbone", "load_scan_data"]
 
@@ -46,7 +56,7 @@ def load_backbone(model, device=None):
         try:
             return models.load_denoiser(path, device=device), f"weights file {path}"
         except (ValueError, OSError) as exc:
-            raise CLIError(f"--model {model!r}: {exc}") from None
+            raise CLIError(f"--model {model!r}: {_one_line(exc)}") from None
     from skicr.extraction import load_backbone as load_diffusers_backbone
 
     try:
@@ -57,7 +67,12 @@ def load_backbone(model, device=None):
             "not installed: pip install 'skicr[diffusers]'."
         ) from None
     except Exception as exc:  # diffusers raises many types for broken folders
-        raise CLIError(f"--model {model!r}: could not load a diffusers model: {exc}") from None
+        raise CLIError(f"--model {model!r}: not a loadable diffusers model folder: "
+                       f"{_one_line(exc)}") from None
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())
 
 
 def load_scan_data(images, labels, n_images, seed):
@@ -155,7 +170,7 @@ def add_scan_parser(subparsers):
                              "(default: %(default)s)")
     parser.add_argument("--sigmas", type=argument_type(parse_sigmas), default=d["sigmas"],
                         help="noise levels: a list 0.05,0.1,0.2 or min:max:num, log-spaced "
-                             "(default: %(default)s)")
+                             "(default: %(default)s); all positive")
     parser.add_argument("--layer", default=d["layer"],
                         help="the module whose output is measured (default: the model's "
                              "bottleneck, 'mid' for skicr's denoiser, 'mid_block' for diffusers)")
@@ -182,13 +197,18 @@ def add_scan_parser(subparsers):
                         help="skip the linear probe (label-free only)")
     parser.add_argument("--device", default=None,
                         help="torch device: cpu, cuda, cuda:0, mps (default: the CPU)")
-    parser.add_argument("--seed", type=int, default=d["seed"],
+    parser.add_argument("--image-channels", type=int, choices=[1, 3], default=None,
+                        help="convert the images to 1 (grey, luminance) or 3 (RGB, the grey "
+                             "channel repeated) channels, for a model trained on the other kind "
+                             "(default: as they are)")
+    parser.add_argument("--seed", type=int_at_least(0), default=d["seed"],
                         help="seed of the image subset, the views and the folds "
                              "(default: %(default)s)")
     parser.add_argument("--batch-size", type=int_at_least(1), default=d["batch_size"],
                         help="images per forward pass (default: %(default)s)")
-    parser.add_argument("--n-jobs", type=int, default=None,
-                        help="sigmas evaluated in parallel (joblib; default: one at a time)")
+    parser.add_argument("--n-jobs", type=n_jobs_option, default=None,
+                        help="sigmas evaluated in parallel (joblib: -1 all cores; default: one "
+                             "at a time)")
     parser.add_argument("--out", default=None,
                         help="output folder (created); default ./scan-YYYYmmdd-HHMMSS")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -240,12 +260,14 @@ def run_scan(args):
     """Run ``skicr scan`` with parsed arguments; returns the exit code."""
     started = time.perf_counter()
     device = check_device(args.device)
-    out = Path(args.out) if args.out is not None else default_out_dir("scan")
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {str(out)!r} exists and is not a folder.")
+    out = check_out_dir(Path(args.out) if args.out is not None else default_out_dir("scan"))
+    if args.layers is not None and args.layer is not None:
+        raise CLIError("give --layer (one layer) or --layers (a joint search), not both.")
 
     images, y, data_description = load_scan_data(args.images, args.labels, args.n_images, args.seed)
     backbone, model_description = load_backbone(args.model, device)
+    images = _check_channels(images, backbone, args.image_channels)
+    _note_training_size(images, backbone)
 
     selector, layer, use_probe = _make_selector(args, images, y, backbone, device)
     where = f"layer {layer!r}" if args.layers is None else f"layers {', '.join(layer)}"
@@ -254,18 +276,22 @@ def run_scan(args):
           f"{len(args.sigmas)} sigmas, cv={args.cv}", file=sys.stderr)
     from threadpoolctl import threadpool_limits
 
-    try:
+    def scan():
         # the scan's matrices are small (d x d, d ~ 100; a probe per fold): BLAS
         # threads only contend with torch's for the cores, which made the probe
         # up to 100x slower on 2 cores; torch keeps its own threads
         with threadpool_limits(limits=1, user_api="blas"):
-            selector.fit(images, y if use_probe else None)
+            return selector.fit(images, y if use_probe else None)
+
+    try:
+        run_interruptibly(scan, label="skicr scan", heartbeat=not args.quiet)
     except (ValueError, TypeError, KeyError) as exc:
         # bad layer/pooling names, images the model cannot take, ...
         raise CLIError(f"{exc}", code=1) from None
 
     results = selector.cv_results_
     rho = spearman_neg_icr_accuracy(results)
+    undefined = _undefined_quantities(results, rho, use_probe)
     print(format_scan_table(results, selector.best_index_))
     kind = "held-out" if selector.n_splits_ > 1 else "in-sample"
     chosen = f"sigma = {selector.best_sigma_:.4g}"
@@ -277,22 +303,118 @@ def run_scan(args):
         peak = f"sigma = {results['sigma'][best_accuracy]:.4g}"
         if args.layers is not None:
             peak = f"layer {results['layer'][best_accuracy]!r}, {peak}"
-        summary += f"; probe accuracy peaks at {peak}; Spearman(-ICR, accuracy) = {rho:.3f}"
+        correlation = (f"{rho:.3f}" if rho is not None
+                       else f"undefined ({undefined['spearman_neg_icr_vs_accuracy']})")
+        summary += f"; probe accuracy peaks at {peak}; Spearman(-ICR, accuracy) = {correlation}"
     print(summary)
 
-    out.mkdir(parents=True, exist_ok=True)
-    _write_scan_outputs(out, args, selector, rho, model_description, data_description,
-                        layer=layer, n_images=len(images), seconds=time.perf_counter() - started)
-    print(f"wrote {out / 'scan.csv'}, scan.json, scan.png")
+    writer = ReportWriter(out, "scan.json")
+    try:
+        _write_scan_outputs(writer, args, selector, rho, undefined, model_description,
+                            data_description, layer=layer, n_images=len(images),
+                            started=started)
+    finally:
+        writer.discard()
+    print(f"wrote {out / 'scan.csv'}, " + ", ".join(writer.files[1:] + ["scan.json"]))
     return 0
+
+
+def _undefined_quantities(results, rho, use_probe):
+    """Name -> why, for each reported quantity the grid cannot define."""
+    if not use_probe or rho is not None:
+        return {}
+    n_points = len(results["sigma"])
+    if n_points < 2:
+        why = "one grid point: a rank correlation needs at least two"
+    elif np.ptp(results["mean_probe_accuracy"]) == 0:
+        why = "the probe accuracy is the same at every grid point"
+    else:
+        why = "the ICR is the same at every grid point"
+    return {"spearman_neg_icr_vs_accuracy": why}
+
+
+def _check_channels(images, backbone, channels):
+    """The images with the channel count the model takes: converted on request, else a clear error."""
+    from skicr.extraction import as_backbone
+
+    from .._utils.images import check_images
+
+    try:
+        batches = check_images(images)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"--images: {exc}") from None
+    have = batches.n_channels
+    expected = as_backbone(backbone).in_channels
+    if channels is not None and channels != have:
+        images = _convert_channels(images, batches.layout, channels)
+        have = channels
+    if expected is not None and have != expected:
+        kind = {1: "grey", 3: "RGB"}
+        raise CLIError(
+            f"the model takes {expected}-channel images but the images, of shape "
+            f"{tuple(np.shape(images))}, have {have} channel(s)"
+            + (f"; add --image-channels {expected} to convert them "
+               f"({kind.get(have, have)} to {kind[expected]})" if expected in kind and have in (1, 3)
+               else "") + "."
+        )
+    return images
+
+
+def _convert_channels(images, layout, channels):
+    """Grey <-> RGB, as (n, C, H, W): grey repeated to RGB; RGB to grey by ITU-R 601 luminance."""
+    images = np.asarray(images)
+    if layout == "nhw":
+        images = images[:, None]
+    elif layout == "nhwc":
+        images = images.transpose(0, 3, 1, 2)
+    have = images.shape[1]
+    if channels == 3 and have == 1:
+        return np.repeat(images, 3, axis=1)
+    if channels == 1 and have in (3, 4):  # an alpha channel is dropped
+        luminance = np.tensordot(np.array([0.299, 0.587, 0.114]), images[:, :3].astype(np.float64),
+                                 axes=(0, 1))[:, None]
+        if images.dtype == np.uint8:
+            return np.clip(np.rint(luminance), 0, 255).astype(np.uint8)
+        return np.clip(luminance, 0, 1).astype(np.float32)
+    raise CLIError(f"--image-channels {channels}: cannot convert {have}-channel images.")
+
+
+def _training_size(backbone):
+    """(H, W) the model records it was trained on, or None."""
+    module = getattr(backbone, "module", backbone)
+    config = getattr(module, "config", None)
+    if config is None:
+        return None
+    size = None
+    for key in ("image_size", "sample_size"):
+        try:
+            size = config[key]
+        except (KeyError, TypeError):
+            size = getattr(config, key, None)
+        if size is not None:
+            break
+    if isinstance(size, int):
+        return (size, size)
+    if isinstance(size, (list, tuple)) and len(size) == 2:
+        return tuple(int(s) for s in size)
+    return None
+
+
+def _note_training_size(images, backbone):
+    from .._utils.images import check_images
+
+    trained = _training_size(backbone)
+    size = tuple(int(s) for s in check_images(images).image_size)
+    if trained is not None and size != trained:
+        print(f"note: the model was trained on {trained[0]}x{trained[1]} images; these are "
+              f"{size[0]}x{size[1]}, so its features may mean less (resize them to match).",
+              file=sys.stderr)
 
 
 def _make_selector(args, images, y, backbone, device):
     """The scan's selector, its layer(s) checked on two images; whether the probe runs."""
     from skicr import FeatureExtractor, NoiseLevelSelector
 
-    if args.layers is not None and args.layer is not None:
-        raise CLIError("give --layer (one layer) or --layers (a joint search), not both.")
     use_probe = not args.no_probe and y is not None and args.cv >= 2
     if not args.no_probe and y is not None and args.cv < 2:
         print("note: --cv 1 measures no held-out probe accuracy; the probe is skipped.",
@@ -338,22 +460,11 @@ def _describe_probe(selector):
     }
 
 
-def _write_scan_outputs(out, args, selector, rho, model_description, data_description,
-                        layer, n_images, seconds):
+def _write_scan_outputs(writer, args, selector, rho, undefined, model_description,
+                        data_description, layer, n_images, started):
     import pandas as pd
 
     results = selector.cv_results_
-    table = {"layer": results["layer"]} if "layer" in results else {}
-    table.update(sigma=results["sigma"], icr=results["mean_icr"], icr_std=results["std_icr"])
-    if "mean_probe_accuracy" in results:
-        table["probe_accuracy"] = results["mean_probe_accuracy"]
-        table["probe_accuracy_std"] = results["std_probe_accuracy"]
-    else:
-        table["probe_accuracy"] = np.full(results["sigma"].shape, np.nan)  # documented: no probe
-    table["chosen"] = np.arange(results["sigma"].size) == selector.best_index_
-    table["extract_time"] = results["extract_time"]
-    pd.DataFrame(table).to_csv(out / "scan.csv", index=False)
-
     best_accuracy_sigma = best_accuracy_layer = None
     if "mean_probe_accuracy" in results:
         peak = int(np.argmax(results["mean_probe_accuracy"]))
@@ -366,6 +477,7 @@ def _write_scan_outputs(out, args, selector, rho, model_description, data_descri
             "model": model_description,
             "images": data_description,
             "n_images": n_images,
+            "image_channels": args.image_channels,
             "layer": layer if args.layers is None else None,
             "layers": args.layers,
             "pooling": args.pooling,
@@ -386,14 +498,27 @@ def _write_scan_outputs(out, args, selector, rho, model_description, data_descri
                                                "probe_best_layer": best_accuracy_layer}),
             "spearman_neg_icr_vs_accuracy": rho,
         },
-        "seconds": round(seconds, 2),
+        # quantities reported as null, and why (a one-sigma grid has no rank correlation)
+        "undefined": undefined,
     }
-    (out / "scan.json").write_text(json.dumps(report, indent=2) + "\n")
+    writer.start(report)  # scan.json says "complete": false until every file is in place
 
-    if cli_pyplot("scan.png") is None:
-        return
-    ax = selector.plot()
-    where = f"layer {layer}" if args.layers is None else "layer x sigma"
-    ax.set_title(f"skicr scan: {model_description}, {where}", fontsize="medium")
-    # the heat map's colour bar and legend: tight_layout cannot fit them on a small figure
-    save_figure(ax.figure, out / "scan.png", bbox_tight=args.layers is not None)
+    table = {"layer": results["layer"]} if "layer" in results else {}
+    table.update(sigma=results["sigma"], icr=results["mean_icr"], icr_std=results["std_icr"])
+    if "mean_probe_accuracy" in results:
+        table["probe_accuracy"] = results["mean_probe_accuracy"]
+        table["probe_accuracy_std"] = results["std_probe_accuracy"]
+    else:
+        table["probe_accuracy"] = np.full(results["sigma"].shape, np.nan)  # documented: no probe
+    table["chosen"] = np.arange(results["sigma"].size) == selector.best_index_
+    table["extract_time"] = results["extract_time"]
+    writer.text("scan.csv", pd.DataFrame(table).to_csv(index=False))
+
+    if cli_pyplot("scan.png") is not None:
+        ax = selector.plot()
+        where = f"layer {layer}" if args.layers is None else "layer x sigma"
+        ax.set_title(f"skicr scan: {model_description}, {where}", fontsize="medium")
+        # the heat map's colour bar and legend: tight_layout cannot fit them on a small figure
+        save_figure(ax.figure, writer.path("scan.png"), bbox_tight=args.layers is not None)
+        writer.commit("scan.png")
+    writer.finish({**report, "seconds": round(time.perf_counter() - started, 2)})

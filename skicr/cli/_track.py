@@ -5,7 +5,6 @@ while running.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,15 @@ from typing import NamedTuple
 
 from .._utils.plotting import cli_pyplot, save_figure
 from ..recipes import TRACK_DEFAULTS
-from ._common import CLIError, check_device, default_out_dir, float_option, int_at_least
+from ._common import (
+    CLIError,
+    ReportWriter,
+    check_device,
+    check_out_dir,
+    default_out_dir,
+    float_option,
+    int_at_least,
+)
 
 __all__ = ["add_track_parser", "run_track"]
 
@@ -168,17 +175,24 @@ def run_track(args):
 
     monitor = run.monitor
     frame = monitor.to_frame()
-    frame.to_csv(out / "track.csv", index=False)
     tested = int((frame["step"] >= args.warmup_steps).sum())
     turning = monitor.turning_point(start_step=args.warmup_steps) if tested >= 3 else None
     onset = monitor.memorization_onset()
     print(_summary(frame, turning, onset, monitor.stopped_at_))
     report = _report(args, run, result, turning, onset, seconds=time.perf_counter() - started)
-    (out / "track.json").write_text(json.dumps(report, indent=2) + "\n")
-    _save_figure(monitor, out / "track.png",
-                 f"skicr track: {len(run.images)} digits, layer {run.layer}, sigma {args.sigma:g}",
-                 args.warmup_steps if tested >= 3 else 0)
-    print(f"wrote {out / 'track.csv'}, track.json" + (", track.png" if (out / "track.png").exists() else ""))
+    # track.json says "complete": false until every file is in place; each is renamed in
+    writer = ReportWriter(out, "track.json")
+    try:
+        writer.start(report)
+        writer.text("track.csv", frame.to_csv(index=False))
+        if _save_figure(monitor, writer.path("track.png"),
+                        f"skicr track: {len(run.images)} digits, layer {run.layer}, "
+                        f"sigma {args.sigma:g}", args.warmup_steps if tested >= 3 else 0):
+            writer.commit("track.png")
+        writer.finish(report)
+    finally:
+        writer.discard()
+    print(f"wrote {out / 'track.csv'}, " + ", ".join(writer.files[1:] + ["track.json"]))
     return 0
 
 
@@ -192,9 +206,7 @@ def _check_track_args(args):
             "no evaluation during training."
         )
     device = check_device(args.device)
-    out = Path(args.out) if args.out is not None else default_out_dir("track")
-    if out.exists() and not out.is_dir():
-        raise _error(f"--out {str(out)!r} exists and is not a folder.")
+    out = check_out_dir(Path(args.out) if args.out is not None else default_out_dir("track"))
     return device, out
 
 
@@ -328,7 +340,9 @@ def _summary(frame, turning, onset, stopped_at):
 
 
 def _save_figure(monitor, path, title, start_step):
+    """Draw track.png to ``path``; False when matplotlib is missing."""
     if cli_pyplot("track.png") is None:
-        return
+        return False
     axes = monitor.plot(title=title, start_step=start_step)
     save_figure(axes[0].figure, path)
+    return True

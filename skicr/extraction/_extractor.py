@@ -13,7 +13,7 @@ from torch import nn
 
 from .._utils.images import check_images
 from .._utils.serialization import ModuleArchive
-from .._utils.validation import check_layer_list
+from .._utils.validation import check_layer_list, check_torch_device
 from ..views import ViewArray, view_feature_names
 from ._engine import ViewSpec, extract_views
 from .backbones import Backbone, as_backbone
@@ -197,7 +197,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             The extractor, with the backbone, layer and feature width resolved.
         """
         backbone = as_backbone(self.backbone)
-        device = torch.device(self.device) if self.device is not None else backbone.device
+        device = check_torch_device(self.device) if self.device is not None else backbone.device
         backbone.to(device)  # a no-op for the network by default; brings a VAE along
         layer = self.layer if self.layer is not None else backbone.default_layer
         if layer is None:

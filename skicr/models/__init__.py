@@ -11,7 +11,7 @@ shipped as ``skicr/models/weights/digits.pt``::
 """
 
 from ._edm import P_MEAN, P_STD, SIGMA_DATA, EDMPrecond, edm_loss, edm_preconditioning
-from ._pretrained import PRETRAINED, load_denoiser, load_pretrained, save_denoiser
+from ._pretrained import PRETRAINED, UnverifiedFileWarning, load_denoiser, load_pretrained, save_denoiser
 from ._sampler import edm_sampler, edm_sigma_steps
 from ._training import TrainingResult, train_denoiser
 from ._unet import SmallUNet
@@ -29,6 +29,7 @@ __all__ = [
     "load_denoiser",
     "save_denoiser",
     "PRETRAINED",
+    "UnverifiedFileWarning",
     "SIGMA_DATA",
     "P_MEAN",
     "P_STD",

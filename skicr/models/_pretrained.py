@@ -5,17 +5,26 @@ A weights file is a plain dict readable by ``torch.load(weights_only=True)``::
     {"format": "skicr.SmallUNet", "version": 1,
      "config": {...SmallUNet kwargs...},
      "state_dict": {name: tensor},
-     "metadata": {...how it was trained...}}
+     "metadata": {...how it was trained...},
+     "content_hash": "<sha256>"}
+
+The last entry is the SHA-256 of the others (tensors' bytes included), checked
+on load: a corrupted or edited file is refused with an error naming it. Files
+written before content hashes existed load with an
+:class:`UnverifiedFileWarning`.
 """
 
 from pathlib import Path
 
 import torch
 
+from .._utils.serialization import UnverifiedFileWarning, read_torch_file, seal
 from .._utils.serialization import plain_metadata as _plain
+from .._utils.serialization import atomic_torch_save, verify_seal
 from ._unet import SmallUNet
 
-__all__ = ["PRETRAINED", "save_denoiser", "load_denoiser", "load_pretrained"]
+__all__ = ["PRETRAINED", "save_denoiser", "load_denoiser", "load_pretrained",
+           "UnverifiedFileWarning", "is_weights_file", "read_weights_file"]
 
 _FORMAT = "skicr.SmallUNet"
 _VERSION = 1
@@ -66,8 +75,7 @@ def save_denoiser(net, path, metadata=None, dtype=torch.float32):
         "metadata": _plain(dict(metadata or {})),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
+    atomic_torch_save(seal(payload), path)
     return path
 
 
@@ -94,29 +102,103 @@ def load_denoiser(path, device=None, return_metadata=False):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {str(path)!r}.")
+    payload = read_weights_file(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, non-torch files
-        raise ValueError(f"could not read {str(path)!r} as a skicr weights file: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        net = SmallUNet(**payload["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{str(path)!r} has an invalid SmallUNet config: {exc}") from None
+    state = {
+        k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
+    }
+    _check_state_dict(net, state, path)
+    net.load_state_dict(state)
+    net.to(torch.device(device) if device is not None else "cpu").eval()
+    if return_metadata:
+        return net, dict(payload.get("metadata", {}))
+    return net
+
+
+def is_weights_file(payload):
+    """Whether a loaded object is a skicr weights file's dict (any version, sealed or not).
+
+    Parameters
+    ----------
+    payload : object
+        What ``torch.load`` returned.
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(payload, dict) and payload.get("format") == _FORMAT
+
+
+def read_weights_file(path, payload=None):
+    """The checked content of a skicr weights file: format, version, structure and content hash.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    payload : dict or None, default=None
+        Its content when already loaded (read from ``path`` otherwise).
+
+    Returns
+    -------
+    payload : dict
+        ``format``, ``version``, ``config``, ``state_dict`` and ``metadata``.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: not a torch file, not a skicr weights file,
+        another version, a missing or mistyped entry, or a content hash that
+        does not match (a corrupted or edited file).
+    """
+    if payload is None:
+        payload = read_torch_file(path, "skicr weights file")
+    if not is_weights_file(payload):
         raise ValueError(
             f"{str(path)!r} is not a skicr denoiser weights file "
-            f"(expected a dict with format={_FORMAT!r})."
+            f"(expected a dict with format={_FORMAT!r}, as skicr.models.save_denoiser writes)."
         )
     if payload.get("version") != _VERSION:
         raise ValueError(
             f"{str(path)!r} has weights format version {payload.get('version')!r}; "
             f"this skicr reads version {_VERSION}."
         )
-    net = SmallUNet(**payload["config"])
-    state = {
-        k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
-    }
-    net.load_state_dict(state)
-    net.to(torch.device(device) if device is not None else "cpu").eval()
-    if return_metadata:
-        return net, dict(payload.get("metadata", {}))
-    return net
+    payload = verify_seal(payload, path, "weights file")
+    expected = {"config": dict, "state_dict": dict}
+    for key, kind in expected.items():
+        if not isinstance(payload.get(key), kind):
+            raise ValueError(
+                f"{str(path)!r} is a damaged skicr weights file: {key!r} is missing or not a dict."
+            )
+    bad = [k for k, v in payload["state_dict"].items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"{str(path)!r}: state_dict entries that are not tensors: {bad[:5]}.")
+    return payload
+
+
+def _check_state_dict(net, state, path):
+    """Keys and shapes of a state dict against the network, as one line."""
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} instead of {tuple(v.shape)}"
+             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensor(s) ({', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s) ({', '.join(unexpected[:3])})")
+    if wrong:
+        problems.append(f"wrong shapes: {'; '.join(wrong[:3])}")
+    if problems:
+        raise ValueError(
+            f"The weights in {str(path)!r} do not match its SmallUNet config: "
+            + ", ".join(problems) + "."
+        )
 
 
 def load_pretrained(name="digits", device=None, return_metadata=False):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .._utils.images import unit_images
+from .._utils.serialization import CONTENT_HASH_KEY, read_torch_file, verify_seal
 from .._utils.validation import check_int
 from ..metrics import accumulate, decompose
 from ._memorization import _distance_ratios, nearest_training_neighbors
@@ -411,7 +412,8 @@ class ICRMonitor:
         paths : str, Path or iterable of them
             Checkpoint files, a folder (its ``*.pt`` files) or a glob pattern.
             Files are read with ``torch.load(weights_only=True)``: no code
-            runs.
+            runs. Files skicr wrote carry a content hash, checked before any
+            evaluation: a corrupted or edited file is an error naming it.
         model : torch.nn.Module or None, default=None
             None: each file is a skicr weights file
             (:func:`skicr.models.save_denoiser`). Otherwise the architecture
@@ -457,10 +459,10 @@ class ICRMonitor:
 
         loaded = []
         for position, path in enumerate(files):
-            try:
-                payload = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # pickle errors, truncated or non-torch files
-                raise ValueError(f"could not read checkpoint {str(path)!r}: {exc}") from exc
+            payload = read_torch_file(path, "checkpoint")
+            if isinstance(payload, dict) and CONTENT_HASH_KEY in payload:
+                # a file skicr wrote: refuse a corrupted one before any evaluation
+                payload = verify_seal(payload, path, "checkpoint")
             step = steps[position] if steps is not None else _checkpoint_step(path, payload, position)
             loaded.append((step, path, payload))
         loaded.sort(key=lambda item: item[0])

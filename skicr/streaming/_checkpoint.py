@@ -2,15 +2,20 @@
 
 A checkpoint is a plain dict that ``torch.load(weights_only=True)`` reads
 (format ``skicr.streaming.v1``): the settings' fingerprint, the base seed, the
-number of batches consumed, a hash of their content and the statistics'
-state dict.
+number of batches consumed, a hash of their content, the statistics' state
+dict and the SHA-256 of all of that (``content_hash``), checked on load. On
+load the structure is validated too (keys, types, counts, array shapes), so a
+corrupted or edited checkpoint is an error naming the file, never silently
+wrong statistics.
 """
 
+from numbers import Integral
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .._utils.serialization import atomic_torch_save, tensor_state
+from .._utils.serialization import atomic_torch_save, read_torch_file, seal, tensor_state, verify_seal
 from ..metrics import GroupedViewStatistics
 
 __all__ = []
@@ -75,16 +80,74 @@ def _save_checkpoint(path, *, fingerprint, base_seed, n_batches, digest, statist
         "complete": bool(complete),
         "statistics": tensor_state(statistics.state_dict()),
     }
-    atomic_torch_save(state, path)  # a kill never leaves a half-written checkpoint
+    atomic_torch_save(seal(state), path)  # a kill never leaves a half-written checkpoint
+
+
+#: the entries of a checkpoint and the type each must have
+_ENTRIES = {"fingerprint": dict, "base_seed": Integral, "n_batches": Integral,
+            "digest": (str, type(None)), "complete": bool, "statistics": dict}
+#: more images than this per consumed batch cannot come from a real loader
+_MAX_IMAGES_PER_BATCH = 10**7
+_TEMPLATE_D = 7
+
+
+def _damaged(path, problem):
+    return ValueError(
+        f"The checkpoint {str(path)!r} is damaged or was edited: {problem}. Delete it to start over."
+    )
+
+
+def _check_statistics(path, stats, n_batches):
+    """The statistics' counts and arrays: types, ranges and shapes that fit together."""
+    for key in ("n_features", "n_views", "n_images"):
+        if key not in stats:
+            raise _damaged(path, f"statistics lack {key!r}")
+    n_images = stats["n_images"]
+    if not isinstance(n_images, Integral) or isinstance(n_images, bool) or n_images < 0:
+        raise _damaged(path, f"statistics n_images is {n_images!r}, not a count >= 0")
+    if n_images > n_batches * _MAX_IMAGES_PER_BATCH:
+        raise _damaged(path, f"statistics n_images = {n_images} cannot come from {n_batches} batches")
+    if n_images == 0:
+        return
+    d, views = stats["n_features"], stats["n_views"]
+    for name, value in (("n_features", d), ("n_views", views)):
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+            raise _damaged(path, f"statistics {name} is {value!r}, not a positive int")
+    # the entries a real accumulator has, from a small one: d is _TEMPLATE_D there
+    template = GroupedViewStatistics(_TEMPLATE_D, 2).state_dict()
+    for key, reference in template.items():
+        if key in ("n_features", "n_views", "n_images"):
+            continue
+        if key not in stats:
+            raise _damaged(path, f"statistics lack {key!r}")
+        value = stats[key]
+        if isinstance(reference, np.ndarray):
+            expected = tuple(int(d) if size == _TEMPLATE_D else size for size in reference.shape)
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != expected:
+                shape = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
+                raise _damaged(path, f"statistics {key!r} has shape {shape}, not {expected}")
+            if not torch.isfinite(value).all():
+                raise _damaged(path, f"statistics {key!r} holds NaN or infinity")
+        elif isinstance(reference, (int, float)) and not isinstance(reference, bool):
+            if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                    or not np.isfinite(value)):
+                raise _damaged(path, f"statistics {key!r} is {value!r}, not a finite number")
 
 
 def _load_checkpoint(path):
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"Could not read the checkpoint {path}: {exc}") from exc
+    state = read_torch_file(path, "skicr streaming checkpoint")
     if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a skicr streaming checkpoint ({_CHECKPOINT_FORMAT}).")
+    state = verify_seal(state, path, "checkpoint")
+    for key, kind in _ENTRIES.items():
+        if key not in state:
+            raise _damaged(path, f"the entry {key!r} is missing")
+        value = state[key]
+        if not isinstance(value, kind) or (kind is Integral and isinstance(value, bool)):
+            raise _damaged(path, f"{key!r} is a {type(value).__name__}")
+    if state["n_batches"] < 0:
+        raise _damaged(path, f"n_batches = {state['n_batches']} is negative")
+    _check_statistics(path, state["statistics"], state["n_batches"])
     state["statistics"] = GroupedViewStatistics.from_state_dict({
         key: value.numpy() if isinstance(value, torch.Tensor) else value
         for key, value in state["statistics"].items()

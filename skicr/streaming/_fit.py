@@ -6,6 +6,7 @@ from numbers import Integral
 import numpy as np
 
 from .._utils.distributed import broadcast_seed, resolve_distributed
+from .._utils.serialization import check_output_file
 from .._utils.validation import check_int, check_streaming_estimator
 from ..metrics import GroupedViewStatistics
 from ._checkpoint import _check_fingerprint, _fingerprint, _load_checkpoint, _rank_path, _save_checkpoint
@@ -65,7 +66,10 @@ def statistics_from_loader(
         it was built with must match (clear error otherwise). Under
         ``torch.distributed`` with several processes each rank uses its own
         file, ``<stem>.rank<r><suffix>``. Resuming needs a loader that yields
-        the same batches in the same order (no unseeded shuffling).
+        the same batches in the same order (no unseeded shuffling). The path
+        is checked for writing before the first batch is read; on resume the
+        file's content hash and structure are verified (a corrupted or edited
+        checkpoint is an error naming it).
     checkpoint_every : int, default=50
         Batches between checkpoints.
     progress : bool or None, default=None
@@ -87,6 +91,8 @@ def statistics_from_loader(
 
     state = None
     path = None if checkpoint is None else _rank_path(checkpoint, rank, world_size)
+    if path is not None:
+        check_output_file(path, "checkpoint")  # now, not after hours of extraction
     if path is not None and path.exists():
         state = _load_checkpoint(path)
     if isinstance(extractor.random_state, Integral):

@@ -61,6 +61,15 @@ def _load_diffusers_model(path, class_name, subfolder):
             f"diffusers {class_name}."
         )
     cls = getattr(diffusers, class_name)
-    return cls.from_pretrained(
-        str(path), subfolder=subfolder if use_subfolder else None, local_files_only=True
-    )
+    from diffusers.utils import logging as diffusers_logging
+
+    # a failed load is raised as one error; diffusers would also log (as errors) each weights
+    # file it tried
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)
+    try:
+        return cls.from_pretrained(
+            str(path), subfolder=subfolder if use_subfolder else None, local_files_only=True
+        )
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
