@@ -27,7 +27,6 @@ from skicr.extraction import FeatureExtractor, fit_from_loader
 from skicr.models import SmallUNet, load_denoiser, save_denoiser
 from skicr.monitoring import ICRMonitor
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY_GRID = ["--n-images", "60", "--views", "2", "--cv", "3", "--quiet"]
 # a path no one can create, root included: a folder under a regular file
@@ -262,6 +261,7 @@ def _delete(keys):
         (_set(["statistics", "mean_scatter"], torch.zeros(3, 3)), "mean_scatter"),
     ],
 )
+@pytest.mark.filterwarnings("ignore::skicr.models.UnverifiedFileWarning")  # the hash is dropped
 def test_tampered_checkpoint_is_a_clear_error(written_checkpoint, stream_net, edit, message):
     path, batches = written_checkpoint
     tamper(path, edit)
@@ -525,6 +525,7 @@ DIFFUSERS_CASES = {"bad config.json", "config of another class", "config with ba
     [pytest.param(name, marks=[pytest.mark.slow] if name in DIFFUSERS_CASES else [])
      for name in MODEL_CASES],  # the diffusers cases import diffusers (seconds)
 )
+@pytest.mark.filterwarnings("ignore::skicr.models.UnverifiedFileWarning")
 def test_bad_model_is_one_clear_line(name, tmp_path, tiny_model, capsys, no_work):
     path, fragment = model_case(name, tmp_path, tiny_model)
     code, _, err = run_cli(["scan", "--model", str(path), "--sigmas", "0.1,1", *TINY_GRID], capsys)
