@@ -615,3 +615,60 @@ def test_missing_diffusers_from_the_api_says_how_to_install(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers -> ImportError
     with pytest.raises(ImportError, match=r"pip install 'skicr\[diffusers\]'"):
         FeatureExtractor(str(folder)).fit(np.zeros((2, 3, 16, 16), dtype=np.float32))
+
+
+# ------------------------------------------------------------------ the shared CLI helpers
+
+
+def test_a_long_phase_says_it_is_still_working(monkeypatch, capsys):
+    from skicr.cli import _common
+
+    monkeypatch.setattr(_common, "HEARTBEAT_SECONDS", 0.15)
+    assert _common.run_interruptibly(lambda: time.sleep(0.5) or 7, label="skicr scan") == 7
+    lines = [line for line in capsys.readouterr().err.splitlines() if "still working" in line]
+    assert len(lines) >= 2 and lines[0].startswith("skicr scan: still working")
+    assert not _common.worker_running()
+
+
+def test_worker_errors_reach_the_caller():
+    from skicr.cli import _common
+
+    def fail():
+        raise ValueError("bad layer")
+
+    with pytest.raises(ValueError, match="bad layer"):
+        _common.run_interruptibly(fail, label="skicr scan", heartbeat=False)
+
+
+def test_report_writer_marks_completeness_last(tmp_path):
+    from skicr.cli._common import ReportWriter
+
+    writer = ReportWriter(tmp_path / "out", "run.json")
+    writer.start({"command": "x"})
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["complete"] is False
+    writer.text("run.csv", "a,b\n1,2\n")
+    writer.path("run.png").write_bytes(b"png")
+    writer.commit("run.png")
+    writer.finish({"command": "x"})
+    report = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert report["complete"] is True and report["files"] == ["run.csv", "run.png", "run.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["run.csv", "run.json", "run.png"]
+
+
+@pytest.mark.parametrize("argv, joined", [
+    (["scan", "--sigmas", "-1:1:5"], ["scan", "--sigmas=-1:1:5"]),
+    (["scan", "--sigmas", "-.5,1", "--quiet"], ["scan", "--sigmas=-.5,1", "--quiet"]),
+    (["scan", "--sigmas", "--quiet"], ["scan", "--sigmas", "--quiet"]),
+    (["track", "--sigma", "-1e-3"], ["track", "--sigma=-1e-3"]),
+])
+def test_dash_values_are_joined_to_their_option(argv, joined):
+    from skicr.cli._common import join_dash_values
+
+    assert join_dash_values(argv) == joined
+
+
+def test_track_negative_sigma_is_one_line(capsys, no_work):
+    code, _, err = run_cli(["track", "--sigma", "-1e-3", "--steps", "2", "--eval-every", "1"],
+                           capsys)
+    assert code == 2
+    assert_one_clear_line(err, "--sigma", "> 0", command="track")

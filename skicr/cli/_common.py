@@ -139,7 +139,8 @@ def default_out_dir(prefix):
 
 #: options whose value may start with "-" (a negative number is refused by the option's own
 #: check, with a clear message, instead of argparse reading it as another option)
-DASH_VALUE_OPTIONS = ("--sigmas",)
+DASH_VALUE_OPTIONS = ("--sigmas", "--sigma", "--seed", "--n-jobs", "--lr", "--ema-decay",
+                      "--min-rise")
 _NUMBER_START = re.compile(r"^-[0-9.]")
 
 
@@ -229,8 +230,10 @@ def run_interruptibly(work, *, label, heartbeat=True):
         now = time.monotonic()
         if heartbeat and now - last >= HEARTBEAT_SECONDS:
             last = now
-            print(f"{label}: still working, {(now - started) / 60:.0f} min so far "
-                  "(Ctrl-C stops)", file=sys.stderr, flush=True)
+            elapsed = now - started
+            so_far = f"{elapsed:.0f} s" if elapsed < 120 else f"{elapsed / 60:.0f} min"
+            print(f"{label}: still working, {so_far} so far (Ctrl-C stops)",
+                  file=sys.stderr, flush=True)
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
