@@ -12,7 +12,9 @@ from sklearn.pipeline import Pipeline
 
 from skicr import ICRScorer, InvariantResidualDecomposer
 from skicr.views import ViewArray, view_feature_names
-from skicr.metrics import icr_score
+from skicr.metrics import accumulate, icr_score
+
+from _synthetic import assert_same_fit
 
 
 @pytest.fixture
@@ -80,6 +82,12 @@ def test_partial_fit_equals_fit(views, estimator):
     np.testing.assert_allclose(streamed.eigenvalues_, full.eigenvalues_, rtol=1e-8)
     assert streamed.icr_ == pytest.approx(full.icr_, rel=1e-10)
     assert streamed.n_images_seen_ == 80
+    # streamed == merged == one-pass, with the suite's one "same fit" check
+    merged = InvariantResidualDecomposer(covariance_estimator=estimator).fit_statistics(
+        accumulate(views[:40]).merge(accumulate(views[40:]))
+    )
+    assert_same_fit(merged, full, rtol=1e-8)
+    assert_same_fit(streamed, full, rtol=1e-8)
 
 
 def test_partial_fit_rejects_non_streaming_estimators(views):
