@@ -168,11 +168,14 @@ def cusum_detector(history, *, drift=0.002, threshold=0.03):
                  threshold)
 
 
-def page_hinkley_detector(history, *, delta=0.002, threshold=0.03):
+def page_hinkley_detector(history, *, delta=0.002, threshold=0.03, min_rise=0.02):
     """Page-Hinkley test for an increase of the mean relative ICR increment.
 
     ``m_t = sum_i (r_i - mean(r_1..r_i) - delta)``, ``M_t = min_i m_i``; fires
-    when ``m_t - M_t > threshold``.
+    when ``m_t - M_t > threshold`` and the latest ICR is at least ``min_rise``
+    (relative) above the lowest so far. The guard is needed because a
+    decrease that levels off is, for the increments, an increase of their
+    mean (from negative to zero): without it the test fires on every plateau.
 
     Parameters
     ----------
@@ -182,6 +185,9 @@ def page_hinkley_detector(history, *, delta=0.002, threshold=0.03):
         Tolerated increase of the increment over its running mean.
     threshold : float, default=0.03
         Alarm level (Page-Hinkley's ``lambda``).
+    min_rise : float, default=0.02
+        Rise of the latest ICR over the lowest so far, relative to it (0: the
+        plain test).
 
     Returns
     -------
@@ -191,6 +197,7 @@ def page_hinkley_detector(history, *, delta=0.002, threshold=0.03):
     """
     delta = _check_number("delta", delta, 0)
     threshold = _check_number("threshold", threshold, 0, low_closed=False)
+    min_rise = _check_number("min_rise", min_rise, 0)
     steps, icr = np.asarray(history["step"]), _column(history, "icr")
     if len(steps) < 3:
         return _quiet("page_hinkley", steps, threshold=threshold)
@@ -199,8 +206,9 @@ def page_hinkley_detector(history, *, delta=0.002, threshold=0.03):
     cumulative = np.concatenate([[0.0], np.cumsum(increments - running_mean - delta)])
     lowest = int(np.argmin(cumulative))
     statistic = float(cumulative[-1] - cumulative[lowest])
-    return Alarm("page_hinkley", statistic > threshold, int(steps[-1]), int(steps[lowest]),
-                 statistic, threshold)
+    rose = icr[-1] >= (1 + min_rise) * icr.min()
+    return Alarm("page_hinkley", bool(statistic > threshold and rose), int(steps[-1]),
+                 int(steps[lowest]), statistic, threshold)
 
 
 def mann_kendall_detector(history, *, window=6, alpha=0.05, min_rise=0.02):
@@ -310,7 +318,8 @@ def heldout_gap_detector(history, *, threshold=0.03, direction="opens", smooth=3
     -------
     alarm : Alarm
         ``statistic`` is the gap's move from its extreme so far; the
-        checkpoint is that extreme.
+        checkpoint is the last evaluation at which the gap was within a
+        quarter of ``threshold`` of that extreme.
     """
     threshold = _check_number("threshold", threshold, 0, low_closed=False)
     smooth = _check_window("smooth", smooth, 1)
@@ -323,10 +332,13 @@ def heldout_gap_detector(history, *, threshold=0.03, direction="opens", smooth=3
     gap = (held - train) / np.abs(train)
     gap = np.convolve(gap, np.ones(smooth) / smooth, mode="valid")  # trailing: index i+smooth-1
     sign = 1.0 if direction == "opens" else -1.0
-    extreme = int(np.argmin(sign * gap))
-    statistic = float(sign * (gap[-1] - gap[extreme]))
+    moved = sign * gap - np.min(sign * gap)
+    statistic = float(moved[-1])
+    # the last evaluation at which the gap was still within a quarter of the threshold of its
+    # extreme: on a flat stretch that is its end, the latest checkpoint before the move
+    quiet = int(np.flatnonzero(moved <= 0.25 * threshold)[-1])
     return Alarm("heldout_gap", statistic > threshold, int(steps[-1]),
-                 int(steps[extreme + smooth - 1]), statistic, threshold)
+                 int(steps[quiet + smooth - 1]), statistic, threshold)
 
 
 DETECTORS = {
