@@ -1,0 +1,322 @@
+"""Detector comparison on the stored trajectories of ``memorization_study.py`` (no training).
+
+Every detector of ``skicr.monitoring._detectors`` is replayed on each stored run one evaluation
+at a time (``first_alarm``: at each evaluation it sees only the evaluations up to it). Events:
+
+- *first memorized sample*: the first evaluation whose memorization ratio is > 0;
+- a limited-data run is a *success* for a detector when its first alarm comes at an evaluation
+  strictly before the first memorized sample (lead = first memorized sample - alarm, in steps);
+- any alarm in a full-data run is a *false alarm*.
+
+``--half development`` searches each detector's parameter grid (``GRIDS`` x ``WARMUPS``) on the
+development runs and writes the chosen settings to ``chosen.json``; ``--half report`` applies
+those settings, unchanged, to the report runs. Both write tables (markdown) and JSON next to the
+trajectories, and the small-multiples figures to ``docs/_static/``.
+
+    python benchmarks/memorization_analysis.py --half development
+    python benchmarks/memorization_analysis.py --half report
+"""
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "memorization"
+STATIC = ROOT / "docs" / "_static"
+# the earlier single-seed 3000-step full-digits run (benchmarks/track_experiment.py): already
+# seen before this study, so it joins the development half as a second false-alarm check
+EARLIER_FULL = ROOT / "benchmarks" / "results" / "track" / "track_full.csv"
+
+WARMUPS = (100, 200, 300)
+
+
+def _grid(**axes):
+    keys = list(axes)
+    return [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
+
+
+GRIDS = {
+    "turning_point": _grid(min_rise=[0.01, 0.02, 0.05], alpha=[0.05, 0.2]),
+    "cusum": _grid(drift=[0.0, 0.002, 0.005, 0.01], threshold=[0.01, 0.02, 0.03, 0.05, 0.08]),
+    "page_hinkley": _grid(delta=[0.0, 0.002, 0.005], threshold=[0.01, 0.02, 0.05],
+                          min_rise=[0.01, 0.02]),
+    "mann_kendall": _grid(window=[4, 6, 8], alpha=[0.05, 0.1], min_rise=[0.01, 0.02]),
+    "expansion_split": _grid(window=[2, 4, 6], margin=[0.0, 0.05, 0.1, 0.2]),
+    "heldout_gap": _grid(threshold=[0.01, 0.02, 0.03, 0.05], direction=["opens", "closes"],
+                         smooth=[1, 3]),
+}
+NEEDS = {"expansion_split": ("trace_s", "trace_xi"), "heldout_gap": ("heldout_icr",)}
+
+
+def is_full(name):
+    return name.startswith("full") or name == "earlier_full"
+
+
+def first_memorized(frame):
+    """Step of the first evaluation with a memorized sample, or None."""
+    hit = frame.loc[frame["memorization_ratio"] > 0, "step"]
+    return None if hit.empty else int(hit.iloc[0])
+
+
+def memorization_at(frame, step):
+    if step is None:
+        return None
+    row = frame.loc[frame["step"] == step, "memorization_ratio"]
+    return None if row.empty else float(row.iloc[0])
+
+
+def replay(detector, params, warmup, name, frame):
+    """One detector setting on one run: alarm, checkpoint, and the outcome."""
+    from skicr.monitoring._detectors import first_alarm
+
+    if any(column not in frame for column in NEEDS.get(detector, ())):
+        return None
+    alarm = first_alarm(detector, frame, warmup_step=warmup, **params)
+    onset = first_memorized(frame)
+    fired = None if alarm is None else int(alarm.step)
+    checkpoint = None if alarm is None else alarm.checkpoint
+    row = {"run": name, "full": is_full(name), "first_memorized": onset, "alarm": fired,
+           "checkpoint": checkpoint, "checkpoint_memorization": memorization_at(frame, checkpoint),
+           "alarm_memorization": memorization_at(frame, fired), "last_step": int(frame["step"].max())}
+    if row["full"]:
+        row["false_alarm"] = fired is not None
+    elif onset is not None:
+        row["success"] = fired is not None and fired < onset
+        row["lead"] = None if fired is None else onset - fired
+    return row
+
+
+def score(rows):
+    """Successes, false alarms and leads of one setting over runs."""
+    limited = [r for r in rows if not r["full"] and r["first_memorized"] is not None]
+    full = [r for r in rows if r["full"]]
+    leads = [r["lead"] for r in limited if r["success"]]
+    alarms = [r["alarm"] for r in limited if r["alarm"] is not None]
+    return {
+        "successes": sum(r["success"] for r in limited), "limited_runs": len(limited),
+        "false_alarms": sum(r["false_alarm"] for r in full), "full_runs": len(full),
+        "median_lead": float(np.median(leads)) if leads else None,
+        "median_alarm": float(np.median(alarms)) if alarms else np.inf,
+    }
+
+
+def choose(frames):
+    """The pre-registered choice, on the development runs only.
+
+    Per detector: among settings with no false alarm on the development full-data runs, the most
+    successes; ties go to the latest median alarm (the most conservative setting).
+    """
+    chosen, table = {}, []
+    for detector, grid in GRIDS.items():
+        best = None
+        for params, warmup in itertools.product(grid, WARMUPS):
+            rows = [r for name, frame in frames.items()
+                    if (r := replay(detector, params, warmup, name, frame)) is not None]
+            s = score(rows)
+            table.append({"detector": detector, "warmup": warmup, **params, **s})
+            if s["false_alarms"]:
+                continue
+            key = (s["successes"], s["median_alarm"])
+            if best is None or key > best[0]:
+                best = (key, {"params": params, "warmup": warmup, "development": s})
+        chosen[detector] = None if best is None else best[1]
+    return chosen, pd.DataFrame(table)
+
+
+def detector_rows(chosen, frames):
+    rows = []
+    for detector, setting in chosen.items():
+        if setting is None:
+            continue
+        for name, frame in frames.items():
+            row = replay(detector, setting["params"], setting["warmup"], name, frame)
+            if row is not None:
+                rows.append({"detector": detector, **row})
+    return pd.DataFrame(rows)
+
+
+def setting_text(setting):
+    params = ", ".join(f"{k}={v}" for k, v in setting["params"].items())
+    return f"{params}, warm-up {setting['warmup']}"
+
+
+def comparison_table(chosen, rows):
+    lines = ["| detector | setting (chosen on development) | fired before the first memorized "
+             "sample | median lead (steps) | false alarms (full data) | memorization ratio at "
+             "the recommended checkpoint (median, max) |", "|---|---|---|---|---|---|"]
+    for detector, setting in chosen.items():
+        if setting is None:
+            lines.append(f"| {detector} | no setting without a development false alarm | - | - "
+                         "| - | - |")
+            continue
+        part = rows[rows["detector"] == detector].to_dict("records")
+        s = score(part)
+        ckpt = [r["checkpoint_memorization"] for r in part
+                if not r["full"] and pd.notna(r["alarm"]) and pd.notna(r["checkpoint_memorization"])]
+        lead = "-" if s["median_lead"] is None else f"{s['median_lead']:.0f}"
+        ckpt_text = "-" if not ckpt else f"{np.median(ckpt):.3f}, {np.max(ckpt):.3f}"
+        lines.append(f"| {detector} | {setting_text(setting)} | {s['successes']} / "
+                     f"{s['limited_runs']} | {lead} | {s['false_alarms']} / {s['full_runs']} | "
+                     f"{ckpt_text} |")
+    return "\n".join(lines)
+
+
+def runs_table(rows):
+    lines = ["| detector | run | first memorized sample | alarm | lead | checkpoint (its "
+             "memorization ratio) |", "|---|---|---|---|---|---|"]
+    for r in rows.to_dict("records"):
+        alarm = "-" if r["alarm"] is None or pd.isna(r["alarm"]) else f"{r['alarm']:.0f}"
+        onset = ("never" if r["first_memorized"] is None or pd.isna(r["first_memorized"])
+                 else f"{r['first_memorized']:.0f}")
+        lead = r.get("lead")
+        lead = "-" if lead is None or pd.isna(lead) else f"{lead:+.0f}"
+        ckpt = ("-" if r["checkpoint"] is None or pd.isna(r["checkpoint"]) else
+                f"{r['checkpoint']:.0f} ({r['checkpoint_memorization']:.3f})")
+        lines.append(f"| {r['detector']} | {r['run']} | {onset} | {alarm} | {lead} | {ckpt} |")
+    return "\n".join(lines)
+
+
+def figure_trajectories(frames, path, alarms=None, title=""):
+    """Small multiples: one panel per run (rows: training-set size, columns: seeds)."""
+    import matplotlib.pyplot as plt
+
+    names = [n for n in frames if n != "earlier_full"]
+    sizes = sorted({n.split("_seed")[0] for n in names},
+                   key=lambda s: np.inf if s == "full" else int(s[1:]))
+    seeds = sorted({int(n.split("_seed")[1]) for n in names})
+    fig, axes = plt.subplots(len(sizes), len(seeds), figsize=(3.3 * len(seeds),
+                                                             2.4 * len(sizes)),
+                             squeeze=False, sharey=True)
+    for i, size in enumerate(sizes):
+        for j, seed in enumerate(seeds):
+            ax = axes[i, j]
+            name = f"{size}_seed{seed}"
+            if name not in frames:
+                ax.set_axis_off()
+                continue
+            frame = frames[name]
+            ax.plot(frame["step"], frame["icr"], "o-", ms=2, color="tab:blue", label="ICR, train")
+            ax.plot(frame["step"], frame["heldout_icr"], "x--", ms=3, color="tab:green",
+                    alpha=0.8, label="ICR, held-out")
+            twin = ax.twinx()
+            twin.fill_between(frame["step"], frame["memorization_ratio"], color="tab:red",
+                              alpha=0.2, step="mid")
+            twin.set_ylim(0, 1)
+            if j < len(seeds) - 1:
+                twin.set_yticklabels([])
+            else:
+                twin.set_ylabel("memorized", color="tab:red")
+            onset = first_memorized(frame)
+            if onset is not None:
+                ax.axvline(onset, color="tab:red", lw=1)
+            if alarms is not None and name in alarms and alarms[name] is not None:
+                ax.axvline(alarms[name], color="black", ls=":", lw=1.2)
+            ax.set_title(name.replace("_", ", "), fontsize="small")
+            ax.grid(alpha=0.3)
+            if i == len(sizes) - 1:
+                ax.set_xlabel("step")
+            if j == 0:
+                ax.set_ylabel("ICR")
+    axes[0, 0].legend(fontsize="x-small", loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def figure_traces(frames, path):
+    """Small multiples of tr Sigma_s and tr Sigma_xi (training images)."""
+    import matplotlib.pyplot as plt
+
+    names = [n for n in frames if n != "earlier_full"]
+    fig, axes = plt.subplots(1, len(names), figsize=(2.4 * len(names), 2.6), squeeze=False,
+                             sharey=True)
+    for ax, name in zip(axes[0], names):
+        frame = frames[name]
+        ax.plot(frame["step"], frame["trace_s"], "-", color="tab:blue", label=r"tr $\Sigma_s$")
+        ax.plot(frame["step"], frame["trace_xi"], "--", color="tab:orange",
+                label=r"tr $\Sigma_\xi$")
+        onset = first_memorized(frame)
+        if onset is not None:
+            ax.axvline(onset, color="tab:red", lw=1)
+        ax.set_yscale("log")
+        ax.set_title(name.replace("_", ", "), fontsize="small")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize="x-small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def load(names, out=OUT):
+    frames = {}
+    for name in names:
+        path = Path(out) / f"{name}.csv"
+        if path.is_file():
+            frames[name] = pd.read_csv(path)
+    return frames
+
+
+def analyse(frames, quick=False, half="development", out=OUT):
+    """Run the half's analysis; returns the markdown text (and writes files unless quick)."""
+    if half == "development":
+        dev = dict(frames)
+        if not quick and EARLIER_FULL.is_file():
+            dev["earlier_full"] = pd.read_csv(EARLIER_FULL)
+        chosen, grid = choose(dev)
+        rows = detector_rows(chosen, dev)
+    else:
+        chosen = json.loads((Path(out) / "chosen.json").read_text())["chosen"]
+        rows = detector_rows(chosen, frames)
+    text = (f"## {half} half: {len(frames)} runs ({', '.join(frames)})\n\n"
+            + comparison_table(chosen, rows) + "\n\n" + runs_table(rows))
+    if not quick:
+        out = Path(out)
+        if half == "development":
+            (out / "chosen.json").write_text(json.dumps(
+                {"chosen": chosen, "development_runs": list(dev)}, indent=2, default=str) + "\n")
+            grid.to_csv(out / "development_grid.csv", index=False)
+        rows.to_csv(out / f"detectors_{half}.csv", index=False)
+        (out / f"detectors_{half}.md").write_text(text + "\n")
+        import matplotlib
+
+        matplotlib.use("Agg")
+        best = _product_choice(chosen)
+        alarms = None if best is None else {
+            r["run"]: r["alarm"] for r in rows[rows["detector"] == best].to_dict("records")}
+        figure_trajectories(frames, STATIC / f"memorization_{half}.png", alarms)
+        figure_traces(frames, STATIC / f"memorization_traces_{half}.png")
+    return text
+
+
+def _product_choice(chosen):
+    """The detector that becomes the early-stopping rule: most development successes, ties to
+    the larger median lead."""
+    ranked = [(s["development"]["successes"], s["development"]["median_lead"] or -np.inf, name)
+              for name, s in chosen.items() if s is not None]
+    return max(ranked)[2] if ranked else None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--half", choices=["development", "report"], default="development")
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args(argv)
+    from memorization_study import SPLIT
+
+    frames = load(SPLIT[args.half], args.out)
+    print(analyse(frames, half=args.half, out=args.out))
+    if args.half == "development":
+        chosen = json.loads((Path(args.out) / "chosen.json").read_text())["chosen"]
+        print(f"\nearly-stopping rule (most development successes): {_product_choice(chosen)}")
+
+
+if __name__ == "__main__":
+    main()
