@@ -24,7 +24,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-__all__ = ["Alarm", "DETECTORS", "first_alarm", "run_detector"]
+__all__ = ["Alarm", "DETECTORS", "StoppingVerdict", "first_alarm", "run_detector", "stopping_verdict"]
 
 
 @dataclass(frozen=True)
@@ -407,3 +407,133 @@ def first_alarm(name, history, *, warmup_step=0, **params):
         if alarm.fired:
             return alarm
     return None
+
+
+# ---------------------------------------------------------------------------- the verdict
+
+
+@dataclass(frozen=True)
+class StoppingVerdict:
+    """The early-stopping verdict on a training run, in numbers and in one sentence.
+
+    Attributes
+    ----------
+    rule : str
+        The detector that decided.
+    params : dict
+        Its parameters (with ``warmup_step``).
+    fired : bool
+        Whether the rule fired.
+    step : int or None
+        Evaluation at which it first fired (None if it did not).
+    checkpoint : int or None
+        The checkpoint to keep: the rule's estimate of where ICR started to
+        rise (None if it did not fire).
+    confidence : float
+        How sure the rise is real: ``1 - p_value`` of the turning-point
+        bootstrap test (:func:`~skicr.monitoring.detect_turning_point`) on the
+        evaluations from the warm-up to the alarm (to the last evaluation when
+        the rule did not fire); nan with fewer than 5 evaluations.
+    relative_rise : float
+        ICR at the alarm (or the last evaluation) over the lowest ICR before
+        it, minus 1.
+    n_evaluations : int
+        Evaluations the verdict is based on.
+    memorization_at_checkpoint : float or None
+        Memorization ratio measured at the kept checkpoint, when measured.
+    first_memorized : int or None
+        First evaluated step with a memorized sample, when measured.
+    """
+
+    rule: str
+    params: dict
+    fired: bool
+    step: object
+    checkpoint: object
+    confidence: float
+    relative_rise: float
+    n_evaluations: int
+    memorization_at_checkpoint: object = None
+    first_memorized: object = None
+
+    def sentence(self):
+        """The verdict in plain words."""
+        if self.n_evaluations == 0:
+            return "No evaluation yet: nothing to say about memorization."
+        sure = ("" if not np.isfinite(self.confidence) else
+                f" (confidence that ICR has turned up: {self.confidence:.2f})")
+        if not self.fired:
+            text = (f"No memorization warning ({self.rule}, {self.n_evaluations} evaluations): "
+                    f"ICR is {100 * self.relative_rise:+.1f}% over its lowest value, which the "
+                    f"rule does not count as a rise{sure}; keep training or keep the last "
+                    "checkpoint.")
+        else:
+            text = (f"Memorization warning at step {self.step} ({self.rule}): ICR is "
+                    f"{100 * self.relative_rise:+.1f}% over its lowest value{sure}. Keep the "
+                    f"checkpoint of step {self.checkpoint}.")
+            if self.memorization_at_checkpoint is not None:
+                text += (f" Its measured memorization ratio is "
+                         f"{self.memorization_at_checkpoint:.3f}.")
+        if self.first_memorized is not None:
+            text += f" The first memorized sample appeared at step {self.first_memorized}."
+        return text
+
+    def to_dict(self):
+        """The verdict as a JSON-ready dict (with the sentence)."""
+        return {
+            "rule": self.rule, "params": dict(self.params), "fired": self.fired,
+            "step": self.step, "checkpoint": self.checkpoint,
+            "confidence": None if not np.isfinite(self.confidence) else float(self.confidence),
+            "relative_rise": None if not np.isfinite(self.relative_rise)
+            else float(self.relative_rise),
+            "n_evaluations": self.n_evaluations,
+            "memorization_at_checkpoint": self.memorization_at_checkpoint,
+            "first_memorized": self.first_memorized, "sentence": self.sentence(),
+        }
+
+
+def stopping_verdict(history, rule, *, warmup_step=0, **params):
+    """Replay ``rule`` on a history and state the verdict.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        The evaluations (an :attr:`ICRMonitor.history_`).
+    rule : str
+        A key of ``DETECTORS``.
+    warmup_step : int, default=0
+        Evaluations before this step are ignored.
+    **params
+        Parameters of the rule.
+
+    Returns
+    -------
+    verdict : StoppingVerdict
+    """
+    from ._turning_point import detect_turning_point
+
+    history = history.sort_values("step").reset_index(drop=True)
+    alarm = first_alarm(rule, history, warmup_step=warmup_step, **params)
+    tested = history[history["step"] >= warmup_step]
+    if alarm is not None:
+        tested = tested[tested["step"] <= alarm.step]
+    confidence, rise = np.nan, np.nan
+    if len(tested):
+        icr = tested["icr"].to_numpy(dtype=float)
+        rise = float(icr[-1] / icr.min() - 1)
+        if len(tested) >= 5:
+            confidence = float(detect_turning_point(tested["step"].to_numpy(), icr,
+                                                    n_bootstrap=1000).confidence)
+    memorization, first = None, None
+    if "memorization_ratio" in history:
+        hit = history.loc[history["memorization_ratio"] > 0, "step"]
+        first = None if hit.empty else int(hit.iloc[0])
+        if alarm is not None and alarm.checkpoint is not None:
+            at = history.loc[history["step"] == alarm.checkpoint, "memorization_ratio"]
+            memorization = None if at.empty else float(at.iloc[0])
+    return StoppingVerdict(
+        rule=rule, params={"warmup_step": warmup_step, **params}, fired=alarm is not None,
+        step=None if alarm is None else alarm.step,
+        checkpoint=None if alarm is None else alarm.checkpoint, confidence=confidence,
+        relative_rise=rise, n_evaluations=int(len(tested)),
+        memorization_at_checkpoint=memorization, first_memorized=first)

@@ -77,9 +77,11 @@ class SchedulerSampler:
 
         Parameters
         ----------
-        model : diffusers.UNet2DModel or torch.nn.Module
+        model : diffusers.UNet2DModel, torch.nn.Module or skicr Backbone
             Called as ``model(x_t, t)``; its output's ``.sample`` (or the
-            output itself) is the prediction the scheduler expects.
+            output itself) is the prediction the scheduler expects. An
+            adapter (:class:`~skicr.extraction.UNet2DBackbone`) stands for its
+            network.
 
         Returns
         -------
@@ -87,6 +89,10 @@ class SchedulerSampler:
         """
         import torch
 
+        from ..extraction import Backbone
+
+        if isinstance(model, Backbone):  # a skicr adapter (UNet2DBackbone): its network
+            model = model.module
         device = self.device
         if device is None:
             device = next(model.parameters()).device
