@@ -166,3 +166,25 @@ def test_bad_input_is_named():
 def test_every_detector_is_registered():
     assert set(DETECTORS) == {"turning_point", "cusum", "page_hinkley", "mann_kendall",
                               "expansion_split", "heldout_gap"}
+
+
+def test_verdict_states_alarm_checkpoint_and_memorization():
+    from skicr.monitoring._detectors import stopping_verdict
+
+    icr = _v_shape(0)
+    memorization = np.where(np.arange(STEPS.size) >= 30, 0.1, 0.0)
+    frame = _frame(icr, memorization_ratio=memorization)
+    params = ICR_DETECTORS["cusum"]
+    verdict = stopping_verdict(frame, "cusum", **params)
+    alarm = first_alarm("cusum", frame, **params)
+    assert verdict.fired and verdict.step == alarm.step and verdict.checkpoint == alarm.checkpoint
+    assert verdict.memorization_at_checkpoint == 0.0
+    assert verdict.first_memorized == STEPS[30]
+    assert verdict.confidence > 0.95  # a clear rise by the alarm
+    text = verdict.sentence()
+    assert f"step {alarm.step}" in text and f"checkpoint of step {alarm.checkpoint}" in text
+    record = verdict.to_dict()
+    assert record["fired"] and record["sentence"] == text and record["params"]["threshold"] == 0.02
+    quiet = stopping_verdict(_frame(_plateau(0)), "cusum", **params)
+    assert not quiet.fired and quiet.checkpoint is None
+    assert "No memorization warning" in quiet.sentence()
