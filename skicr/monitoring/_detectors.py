@@ -96,7 +96,7 @@ def _relative_increments(values):
 
 
 def turning_point_detector(history, *, min_rise=0.02, alpha=0.05, window=None,
-                           n_bootstrap=1000):
+                           n_bootstrap=1000, random_state=0):
     """Turning-point test on ICR: fires when ICR has significantly risen after its minimum.
 
     Parameters
@@ -111,6 +111,8 @@ def turning_point_detector(history, *, min_rise=0.02, alpha=0.05, window=None,
         Moving-average window (see :func:`~skicr.monitoring.detect_turning_point`).
     n_bootstrap : int, default=1000
         Null replicates of the test.
+    random_state : int, default=0
+        Seed of the replicates.
 
     Returns
     -------
@@ -126,7 +128,7 @@ def turning_point_detector(history, *, min_rise=0.02, alpha=0.05, window=None,
     if window is not None and (window > len(steps) or window % 2 == 0):
         window = None  # too few points yet for the requested window: the default one
     result = detect_turning_point(steps, icr, min_rise=min_rise, alpha=alpha, window=window,
-                                  n_bootstrap=n_bootstrap)
+                                  n_bootstrap=n_bootstrap, random_state=random_state)
     checkpoint = None if result.step is None else int(result.step)
     return Alarm("turning_point", bool(result.found), int(steps[-1]), checkpoint,
                  float(result.confidence), 1.0 - alpha)
@@ -349,6 +351,36 @@ DETECTORS = {
     "expansion_split": expansion_split_detector,
     "heldout_gap": heldout_gap_detector,
 }
+
+
+def _check_rule_params(name, params):
+    """``params`` as a checked dict for detector ``name``: unknown keys and bad values fail now.
+
+    The detector runs once on a small synthetic history (every column present) with the
+    parameters, so a bad value raises the error it would raise deep into training.
+    """
+    import inspect
+
+    import pandas as pd
+
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; choose one of {sorted(DETECTORS)}.")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise TypeError(f"the parameters of {name!r} must be a dict; got {type(params).__name__}.")
+    accepted = [p for p in inspect.signature(DETECTORS[name]).parameters if p != "history"]
+    unknown = set(params) - set(accepted)
+    if unknown:
+        raise ValueError(f"unknown parameters {sorted(unknown)} for the {name!r} rule; it takes "
+                         f"{accepted}.")
+    steps = np.arange(12) * 100
+    dummy = pd.DataFrame({"step": steps, "icr": 0.3 + 0.001 * np.cos(steps),
+                          "heldout_icr": 0.33 + 0.0, "trace_s": 1.0 + steps / 1e3,
+                          "trace_xi": 1.0 + steps / 2e3})
+    DETECTORS[name](dummy, **{**params, **({"n_bootstrap": 0} if name == "turning_point"
+                                           else {})})
+    return dict(params)
 
 
 def run_detector(name, history, *, warmup_step=0, **params):
