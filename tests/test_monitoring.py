@@ -326,7 +326,7 @@ def test_monitor_from_checkpoints(images, trained, tmp_path):
 
 
 def test_monitor_early_stopping_fires_after_icr_turns_up(images, monkeypatch):
-    monitor = ICRMonitor(images, n_views=2, early_stopping=True)
+    monitor = ICRMonitor(images, n_views=2, early_stopping="turning_point")
     trajectory = iter(u_shape(STEPS))
     monkeypatch.setattr(monitor, "evaluate", lambda model: {"icr": next(trajectory)})
     stops = [monitor(step, None) for step in STEPS]
@@ -340,7 +340,7 @@ def test_monitor_early_stopping_warmup_skips_the_initial_transient(images, monke
     trajectory = np.concatenate([[0.5, 0.3, 0.42, 0.44], 0.43 - 1e-5 * STEPS[4:]])
 
     def run(**kwargs):
-        monitor = ICRMonitor(images, n_views=2, early_stopping=True, **kwargs)
+        monitor = ICRMonitor(images, n_views=2, early_stopping="turning_point", **kwargs)
         values = iter(trajectory)
         monkeypatch.setattr(monitor, "evaluate", lambda model: {"icr": next(values)})
         return [monitor(step, None) for step in STEPS], monitor

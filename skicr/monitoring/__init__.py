@@ -15,6 +15,15 @@ ratio starts to rise - a warning that needs no sampling.
   (its smoothed minimum, and how sure it is that it has turned up).
 - :func:`retrieval_accuracy`: nearest-neighbour label agreement by the
   invariant part ``s`` and by the residual ``xi`` (the seed paper's Fig. 2).
+- Online memorization detectors (``DETECTORS``: turning point, CUSUM,
+  Page-Hinkley, Mann-Kendall, expansion split, held-out gap), each a function
+  of the evaluations so far; :func:`first_alarm` replays one on a stored
+  trajectory, :func:`stopping_verdict` states the verdict
+  (:class:`StoppingVerdict`). ``DEFAULT_RULE`` is ``ICRMonitor``'s
+  early-stopping rule, chosen by the memorization study.
+- :class:`ICRMonitorCallback`: the monitor in a PyTorch Lightning ``Trainer``
+  (optional extra ``lightning``); :class:`SchedulerSampler`: memorization
+  samples of a diffusers model through a diffusers scheduler.
 
 The command ``skicr track`` trains skicr's small denoiser on the digits and
 tracks all of it (see ``docs/monitoring.md``).
@@ -25,7 +34,24 @@ import importlib
 # public name -> private module; imported on first use so that ``skicr track``'s
 # parser (skicr.monitoring._cli) loads without scikit-learn's neighbour search
 _LAZY = {
+    "Alarm": "._detectors",
+    "DETECTORS": "._detectors",
+    "DEFAULT_RULE": "._detectors",
+    "FALLBACK_RULE": "._detectors",
+    "STUDY_SETTINGS": "._detectors",
     "ICRMonitor": "._monitor",
+    "ICRMonitorCallback": "._lightning",
+    "SchedulerSampler": "._diffusers",
+    "StoppingVerdict": "._detectors",
+    "cusum_detector": "._detectors",
+    "expansion_split_detector": "._detectors",
+    "first_alarm": "._detectors",
+    "heldout_gap_detector": "._detectors",
+    "mann_kendall_detector": "._detectors",
+    "page_hinkley_detector": "._detectors",
+    "run_detector": "._detectors",
+    "stopping_verdict": "._detectors",
+    "turning_point_detector": "._detectors",
     "TurningPoint": "._turning_point",
     "detect_turning_point": "._turning_point",
     "memorization_ratio": "._memorization",

@@ -24,7 +24,13 @@ from numbers import Integral, Real
 
 import numpy as np
 
-__all__ = ["Alarm", "DETECTORS", "StoppingVerdict", "first_alarm", "run_detector", "stopping_verdict"]
+from .._utils.validation import check_int
+
+__all__ = [
+    "Alarm", "DEFAULT_RULE", "DETECTORS", "FALLBACK_RULE", "STUDY_SETTINGS", "StoppingVerdict", "cusum_detector",
+    "expansion_split_detector", "first_alarm", "heldout_gap_detector", "mann_kendall_detector",
+    "page_hinkley_detector", "run_detector", "stopping_verdict", "turning_point_detector",
+]
 
 
 @dataclass(frozen=True)
@@ -74,12 +80,6 @@ def _check_number(name, value, low, low_closed=True):
         bound = ">=" if low_closed else ">"
         raise ValueError(f"{name} must be a number {bound} {low}; got {value!r}.")
     return float(value)
-
-
-def _check_window(name, value, minimum):
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
-    return int(value)
 
 
 def _quiet(name, steps, statistic=np.nan, threshold=np.nan, checkpoint=None):
@@ -240,7 +240,7 @@ def mann_kendall_detector(history, *, window=6, alpha=0.05, min_rise=0.02):
     """
     from scipy.stats import kendalltau
 
-    window = _check_window("window", window, 4)
+    window = check_int("window", window, 4)
     min_rise = _check_number("min_rise", min_rise, 0)
     steps, icr = np.asarray(history["step"]), _column(history, "icr")
     lowest = int(np.argmin(icr)) if len(icr) else None
@@ -279,7 +279,7 @@ def expansion_split_detector(history, *, window=4, margin=0.05):
         ``statistic`` is the excess share (nan when the spread did not grow);
         the checkpoint is the window's start.
     """
-    window = _check_window("window", window, 1)
+    window = check_int("window", window, 1)
     margin = _check_number("margin", margin, -1)
     steps = np.asarray(history["step"])
     trace_s, trace_xi = _column(history, "trace_s"), _column(history, "trace_xi")
@@ -324,7 +324,7 @@ def heldout_gap_detector(history, *, threshold=0.03, direction="opens", smooth=3
         quarter of ``threshold`` of that extreme.
     """
     threshold = _check_number("threshold", threshold, 0, low_closed=False)
-    smooth = _check_window("smooth", smooth, 1)
+    smooth = check_int("smooth", smooth, 1)
     if direction not in ("opens", "closes"):
         raise ValueError(f"direction must be 'opens' or 'closes'; got {direction!r}.")
     steps = np.asarray(history["step"])
@@ -569,3 +569,23 @@ def stopping_verdict(history, rule, *, warmup_step=0, **params):
         checkpoint=None if alarm is None else alarm.checkpoint, confidence=confidence,
         relative_rise=rise, n_evaluations=int(len(tested)),
         memorization_at_checkpoint=memorization, first_memorized=first)
+
+
+# ---------------------------------------------------------------------------- the default rule
+
+#: ICRMonitor's early-stopping rule (``early_stopping=True``) and its settings: the detector
+#: chosen on the development half of the memorization study (docs/monitoring.md,
+#: benchmarks/results/memorization/chosen.json)
+DEFAULT_RULE = "heldout_gap"
+#: the rule ``early_stopping=True`` uses when the monitor has no held-out images: the study's
+#: runner-up among the detectors that need none
+FALLBACK_RULE = "expansion_split"
+#: each detector's settings chosen on the study's development half: (parameters, warm-up step)
+STUDY_SETTINGS = {
+    "turning_point": ({"min_rise": 0.01, "alpha": 0.05}, 0),
+    "cusum": ({"drift": 0.005, "threshold": 0.03}, 100),
+    "page_hinkley": ({"delta": 0.005, "threshold": 0.05, "min_rise": 0.02}, 200),
+    "mann_kendall": ({"window": 8, "alpha": 0.05, "min_rise": 0.01}, 300),
+    "expansion_split": ({"window": 2, "margin": 0.2}, 0),
+    "heldout_gap": ({"threshold": 0.02, "direction": "opens", "smooth": 1}, 100),
+}

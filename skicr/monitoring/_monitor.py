@@ -12,6 +12,15 @@ from .._utils.serialization import CONTENT_HASH_KEY, read_torch_file, verify_sea
 from .._utils.validation import check_int
 from ..metrics import accumulate, decompose
 from ._memorization import _distance_ratios, nearest_training_neighbors
+from ._detectors import (
+    DEFAULT_RULE,
+    DETECTORS,
+    FALLBACK_RULE,
+    STUDY_SETTINGS,
+    _check_rule_params,
+    run_detector,
+    stopping_verdict,
+)
 from ._turning_point import _check_turning_point_params, detect_turning_point
 
 __all__ = ["ICRMonitor"]
@@ -101,6 +110,15 @@ def _state_dict_of(payload, path):
     )
 
 
+def _is_diffusers_unet(model):
+    """A diffusers UNet2DModel, raw or in skicr's adapter."""
+    from ..extraction import UNet2DBackbone
+
+    if isinstance(model, UNet2DBackbone):
+        return True
+    return type(model).__module__.startswith("diffusers") and type(model).__name__ == "UNet2DModel"
+
+
 class ICRMonitor:
     """ICR of a diffusion model across training, at a fixed noise level and fixed views.
 
@@ -146,27 +164,51 @@ class ICRMonitor:
     training_images : array-like or None, default=None
         The full training set the samples are compared with; None uses
         ``images``.
+    heldout_images : array-like or None, default=None
+        Images never trained on: each evaluation also measures ICR and the
+        traces on them, with the same settings (columns ``heldout_icr``,
+        ``heldout_trace_s``, ``heldout_trace_xi``); needed by the
+        ``"heldout_gap"`` rule. Use as many as ``images`` so that the gap
+        compares equal sample sizes.
     memorization_threshold : float, default=1/3
         A sample is memorized when ``d1 / d2`` is below it (see
         :func:`memorization_ratio`).
     sampler : callable or None, default=None
         ``sampler(model) -> images`` in [0, 1] of shape (n, C, H, W), to
-        replace EDM's sampler for other kinds of models (then
-        ``n_samples``, ``sampler_steps`` and ``sampler_seed`` are not used,
-        and the memorization ratio is computed at every evaluation).
-    early_stopping : bool, default=False
-        When True, a call returns True (which stops
-        :func:`~skicr.models.train_denoiser`) once :meth:`turning_point`
-        finds a significant rise of ICR after its minimum, among the
-        evaluations from step ``early_stopping_warmup`` on (at least 5).
-    early_stopping_warmup : int, default=0
+        replace the default sampler (then ``n_samples``, ``sampler_steps``
+        and ``sampler_seed`` are not used, and the memorization ratio is
+        computed at every evaluation). None: EDM's Heun sampler for EDM
+        networks, a :class:`SchedulerSampler` (DDIM) for diffusers
+        ``UNet2DModel`` networks.
+    scheduler : diffusers scheduler or None, default=None
+        For diffusers ``UNet2DModel`` networks: the training noise schedule. A raw
+        ``UNet2DModel`` is then read through
+        :class:`~skicr.extraction.UNet2DBackbone` with it (``sigma`` mapped to
+        the training schedule's timestep), and the memorization samples are
+        drawn with DDIM built from its config (``sampler_steps`` steps). None:
+        the adapter's default, ``DDPMScheduler()``.
+    early_stopping : bool or str, default=False
+        The early-stopping rule. True: the rule chosen by the memorization
+        study (``docs/monitoring.md``), ``DEFAULT_RULE`` (``"heldout_gap"``,
+        which needs ``heldout_images``) or, without held-out images,
+        ``FALLBACK_RULE`` (``"expansion_split"``). A name picks a detector of
+        ``skicr.monitoring.DETECTORS`` (``"turning_point"``, ``"cusum"``,
+        ``"page_hinkley"``, ``"mann_kendall"``, ``"expansion_split"``,
+        ``"heldout_gap"``). False turns it off. Once the rule fires, every call returns True (which
+        stops :func:`~skicr.models.train_denoiser`); :attr:`stopped_at_` and
+        :attr:`early_stopping_checkpoint_` say when and what to keep.
+    early_stopping_warmup : int or None, default=None
         Evaluations before this step are recorded but not tested: ICR of a
-        freshly initialised network can move up and down in the first
-        hundreds of steps (see ``docs/monitoring.md``).
+        freshly initialised network moves up and down in the first hundreds
+        of steps. None: the study's warm-up for the rule
+        (``STUDY_SETTINGS``).
+    early_stopping_params : dict or None, default=None
+        Parameters of the rule (see the detector's function); None: the
+        study's settings for it (``STUDY_SETTINGS``), or for
+        ``"turning_point"`` the ``turning_point_params`` when given.
     turning_point_params : dict or None, default=None
         Keyword arguments of :func:`detect_turning_point` (``alpha``,
-        ``min_rise``, ``window``...) used by :meth:`turning_point` and early
-        stopping.
+        ``min_rise``, ``window``...) used by :meth:`turning_point`.
     device : str, torch.device or None, default=None
         Where the extraction runs; None: the model's device.
     verbose : bool, default=False
@@ -188,13 +230,17 @@ class ICRMonitor:
         One row per evaluation: ``step``, ``icr``, ``mean_snr`` (mean
         invariant SNR), ``trace_s``, ``trace_xi``, ``trace_h``
         (``trace_s + trace_xi``), ``invariant_share`` (``trace_s /
-        trace_h``), ``n_images``, ``n_views``, ``n_features``, and with
-        memorization ``memorization_ratio`` and ``nn_distance`` (mean
+        trace_h``), ``n_images``, ``n_views``, ``n_features``, with
+        ``heldout_images`` ``heldout_icr``, ``heldout_trace_s`` and
+        ``heldout_trace_xi``, with memorization ``memorization_ratio`` and ``nn_distance`` (mean
         distance of a sample to its nearest training image, pixels in [0, 1]),
         then ``seconds`` (time of the evaluation) and, for checkpoints,
         ``checkpoint``.
     stopped_at_ : int or None
         Step at which early stopping fired.
+    early_stopping_checkpoint_ : int or None
+        The checkpoint the rule recommends keeping when it fired (its
+        estimate of where ICR started to rise).
 
     See Also
     --------
@@ -224,10 +270,13 @@ class ICRMonitor:
         sampler_steps=18,
         sampler_seed=0,
         training_images=None,
+        heldout_images=None,
         memorization_threshold=1 / 3,
         sampler=None,
+        scheduler=None,
         early_stopping=False,
-        early_stopping_warmup=0,
+        early_stopping_warmup=None,
+        early_stopping_params=None,
         turning_point_params=None,
         device=None,
         verbose=False,
@@ -261,14 +310,52 @@ class ICRMonitor:
                 training_images, "training_images", min_images=2
             )
 
-        self.early_stopping = bool(early_stopping)
-        self.early_stopping_warmup = check_int("early_stopping_warmup", early_stopping_warmup, 0)
+        if scheduler is not None and not callable(getattr(scheduler, "set_timesteps", None)):
+            raise TypeError(
+                f"scheduler must be a diffusers scheduler or None; got {type(scheduler).__name__}."
+            )
+        self.scheduler = scheduler
         # an unknown key or a bad value fails now, not at the first test deep into training
         self.turning_point_params = _check_turning_point_params(turning_point_params)
+        self.heldout_images = heldout_images
+        self._heldout_array = None if heldout_images is None else unit_images(
+            heldout_images, "heldout_images", min_images=2)
+        if early_stopping is True:
+            rule = self._study_rule()
+        elif early_stopping is False or early_stopping is None:
+            rule = None
+        elif isinstance(early_stopping, str) and early_stopping in DETECTORS:
+            rule = early_stopping
+        else:
+            raise ValueError(
+                f"early_stopping must be True, False or one of {sorted(DETECTORS)}; got "
+                f"{early_stopping!r}."
+            )
+        if rule == "heldout_gap" and self._heldout_array is None:
+            raise ValueError("the 'heldout_gap' rule needs heldout_images.")
+        self.early_stopping = early_stopping
+        self.early_stopping_rule = rule
+        if rule is None:
+            self.early_stopping_params = {}
+        else:
+            if early_stopping_params is None:
+                early_stopping_params = (
+                    self.turning_point_params if rule == "turning_point"
+                    and self.turning_point_params else STUDY_SETTINGS[rule][0])
+            self.early_stopping_params = _check_rule_params(rule, early_stopping_params)
+        if early_stopping_warmup is None:
+            early_stopping_warmup = 0 if rule is None else STUDY_SETTINGS[rule][1]
+        self.early_stopping_warmup = check_int("early_stopping_warmup", early_stopping_warmup, 0)
         self.device = device
         self.verbose = bool(verbose)
         self._rows = []
         self.stopped_at_ = None
+        self.early_stopping_checkpoint_ = None
+
+    def _study_rule(self):
+        """The study's rule for this monitor: DEFAULT_RULE with held-out images, else the
+        runner-up that needs none."""
+        return DEFAULT_RULE if self._heldout_array is not None else FALLBACK_RULE
 
     @property
     def memorizes(self):
@@ -297,11 +384,27 @@ class ICRMonitor:
         from sklearn.base import clone
 
         start = time.perf_counter()
-        extractor = clone(self.extractor).set_params(backbone=model)
+        extractor = clone(self.extractor).set_params(backbone=self._backbone(model))
         if self.device is not None:
             extractor.set_params(device=self.device)
-        extractor.fit(self._image_array[:1])
-        views = extractor.transform_views(self._image_array)
+        row = self._measure(extractor, self._image_array)
+        if self._heldout_array is not None:
+            held = self._measure(extractor, self._heldout_array)
+            row.update({"heldout_icr": held["icr"], "heldout_trace_s": held["trace_s"],
+                        "heldout_trace_xi": held["trace_xi"]})
+        if self.memorizes:
+            samples = self.generate(model)
+            distances, _ = nearest_training_neighbors(samples, self._training_array)
+            ratios = _distance_ratios(distances)
+            row["memorization_ratio"] = float(np.mean(ratios < self.memorization_threshold))
+            row["nn_distance"] = float(np.mean(distances[:, 0]))
+        row["seconds"] = time.perf_counter() - start
+        return row
+
+    def _measure(self, extractor, images):
+        """ICR, SNR and traces of ``images``' views (fixed views: the extractor's seed)."""
+        extractor.fit(images[:1])
+        views = extractor.transform_views(images)
         if not np.all(np.isfinite(views)):
             raise FloatingPointError(
                 "the model produced NaN or infinite features; its weights have diverged."
@@ -327,23 +430,29 @@ class ICRMonitor:
             "n_views": int(views.shape[1]),
             "n_features": int(views.shape[2]),
         }
-        if self.memorizes:
-            samples = self.generate(model)
-            distances, _ = nearest_training_neighbors(samples, self._training_array)
-            ratios = _distance_ratios(distances)
-            row["memorization_ratio"] = float(np.mean(ratios < self.memorization_threshold))
-            row["nn_distance"] = float(np.mean(distances[:, 0]))
-        row["seconds"] = time.perf_counter() - start
         return row
 
+    def _backbone(self, model):
+        """A raw diffusers UNet2DModel with the monitor's scheduler gets its adapter here."""
+        if self.scheduler is not None and _is_diffusers_unet(model):
+            from ..extraction import UNet2DBackbone
+
+            return UNet2DBackbone(model, scheduler=self.scheduler)
+        return model
+
     def generate(self, model):
-        """The samples of one evaluation: ``sampler(model)`` or EDM's Heun sampler, fixed seed.
+        """The samples of one evaluation, fixed seed.
+
+        ``sampler(model)`` when a sampler was given; else, for a diffusers
+        ``UNet2DModel`` (or its :class:`~skicr.extraction.UNet2DBackbone`),
+        DDIM through :class:`SchedulerSampler` built from the monitor's
+        ``scheduler`` config; else EDM's Heun sampler.
 
         Parameters
         ----------
-        model : torch.nn.Module
-            Raw EDM network ``F`` (or an ``EDMPrecond``) for the default
-            sampler.
+        model : torch.nn.Module or skicr Backbone
+            Raw EDM network ``F`` (or an ``EDMPrecond``), or a diffusers
+            ``UNet2DModel``, for the default samplers.
 
         Returns
         -------
@@ -352,6 +461,8 @@ class ICRMonitor:
         """
         if self.sampler is not None:
             samples = unit_images(self.sampler(model), "sampler output")
+        elif _is_diffusers_unet(model):
+            samples = self._scheduler_sampler()(model)
         else:
             from ..models import edm_sampler
 
@@ -371,6 +482,18 @@ class ICRMonitor:
             )
         return samples
 
+    def _scheduler_sampler(self):
+        from diffusers import DDIMScheduler, DDPMScheduler
+
+        from ._diffusers import SchedulerSampler
+
+        scheduler = DDPMScheduler() if self.scheduler is None else self.scheduler
+        if isinstance(scheduler, DDPMScheduler):  # a few DDIM steps instead of 1000 DDPM ones
+            scheduler = DDIMScheduler.from_config(scheduler.config)
+        return SchedulerSampler(scheduler, self.n_samples, self._training_array.shape[1:],
+                                n_steps=self.sampler_steps, seed=self.sampler_seed,
+                                device=self.device)
+
     def __call__(self, step, model):
         """Evaluate ``model`` at training step ``step`` and append a row to the history.
 
@@ -384,9 +507,8 @@ class ICRMonitor:
         Returns
         -------
         stop : bool
-            True when ``early_stopping`` is on and ICR has significantly
-            turned up (so :func:`~skicr.models.train_denoiser` stops); else
-            False.
+            True once the early-stopping rule has fired (so
+            :func:`~skicr.models.train_denoiser` stops); else False.
         """
         row = {"step": int(step), **self.evaluate(model)}
         self._rows.append(row)
@@ -398,11 +520,14 @@ class ICRMonitor:
             if "memorization_ratio" in row:
                 text += f", memorization ratio {row['memorization_ratio']:.3f}"
             tqdm.write(text)
-        if self.early_stopping and self.stopped_at_ is None:
-            tested = sum(r["step"] >= self.early_stopping_warmup for r in self._rows)
-            if tested >= 5 and self.turning_point(start_step=self.early_stopping_warmup).found:
+        if self.early_stopping_rule is not None and self.stopped_at_ is None:
+            alarm = run_detector(self.early_stopping_rule, self.to_frame(),
+                                 warmup_step=self.early_stopping_warmup,
+                                 **self.early_stopping_params)
+            if alarm.fired:
                 self.stopped_at_ = row["step"]
-        return self.stopped_at_ is not None and self.early_stopping
+                self.early_stopping_checkpoint_ = alarm.checkpoint
+        return self.stopped_at_ is not None and self.early_stopping_rule is not None
 
     def from_checkpoints(self, paths, model=None, steps=None):
         """Evaluate saved weights, one row per checkpoint, in order of step.
@@ -494,6 +619,8 @@ class ICRMonitor:
         import pandas as pd
 
         columns = list(_COLUMNS)
+        if self._heldout_array is not None:
+            columns += ["heldout_icr", "heldout_trace_s", "heldout_trace_xi"]
         if self.memorizes:
             columns += ["memorization_ratio", "nn_distance"]
         columns.append("seconds")
@@ -532,6 +659,38 @@ class ICRMonitor:
             )
         params = {**self.turning_point_params, **kwargs}
         return detect_turning_point(frame["step"].to_numpy(), frame[column].to_numpy(), **params)
+
+    def verdict(self, rule=None, warmup_step=None, **params):
+        """The early-stopping verdict on the evaluations so far, in numbers and one sentence.
+
+        Parameters
+        ----------
+        rule : str or None, default=None
+            A detector name; None: the monitor's early-stopping rule (the
+            study's rule when early stopping is off).
+        warmup_step : int or None, default=None
+            None: the monitor's warm-up for its own rule, else the study's.
+        **params
+            Parameters of the rule; none: the monitor's for its own rule, else
+            the study's (``STUDY_SETTINGS``).
+
+        Returns
+        -------
+        verdict : StoppingVerdict
+            When the rule fired, the checkpoint to keep, the confidence, and
+            ``sentence()``.
+        """
+        if rule is None:
+            rule = self.early_stopping_rule or self._study_rule()
+        if rule not in DETECTORS:
+            raise ValueError(f"unknown rule {rule!r}; choose one of {sorted(DETECTORS)}.")
+        own = rule == self.early_stopping_rule
+        if not params:
+            params = self.early_stopping_params if own else STUDY_SETTINGS[rule][0]
+        if warmup_step is None:
+            warmup_step = self.early_stopping_warmup if own else STUDY_SETTINGS[rule][1]
+        return stopping_verdict(self.to_frame(), rule, warmup_step=warmup_step,
+                                **_check_rule_params(rule, params))
 
     def memorization_onset(self, level=0.05):
         """First evaluated step whose memorization ratio reaches ``level``.
