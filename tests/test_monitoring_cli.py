@@ -36,8 +36,13 @@ def test_track_end_to_end(tmp_path, capsys):
     report = json.loads((out / "track.json").read_text())
     assert report["settings"]["n_training_images"] == 32 and report["settings"]["layer"] == "mid"
     assert report["icr_minimum"] is not None
+    # held-out digits (as many as the measured ones) and the verdict of the study's rule
+    assert table["heldout_icr"].between(0, 1).all()
+    assert report["settings"]["heldout_images"] == 16
+    verdict = report["verdict"]
+    assert verdict["rule"] == "heldout_gap" and isinstance(verdict["fired"], bool)
+    assert verdict["sentence"] in capsys.readouterr().out
     assert (out / "track.png").stat().st_size > 1000
-    assert "4 evaluations" in capsys.readouterr().out
 
     # the saved EMA weights give back the ICR measured during training
     checkpoints = sorted((out / "checkpoints").glob("*.pt"))
@@ -64,12 +69,19 @@ def test_track_early_stop_ends_training(tmp_path, monkeypatch, capsys):
         "icr": next(icr), "trace_s": 1.0, "trace_xi": 1.0})
     out = tmp_path / "run"
     assert main(["track", "--subset", "20", "--out", str(out), "--early-stop",
-                 *tiny(steps=60, samples=0)]) == 0
+                 "--rule", "turning_point", *tiny(steps=60, samples=0)]) == 0
     report = json.loads((out / "track.json").read_text())
     assert report["stopped_early"] and report["icr_minimum"]["found"]
     assert report["icr_minimum"]["step"] == 16  # evaluation 8, every 2 steps
     assert 16 < report["settings"]["steps_done"] < 60
-    assert "training stopped at step" in capsys.readouterr().out
+    # the verdict: when it fired, the checkpoint to keep (the minimum), how sure
+    verdict = report["verdict"]
+    assert verdict["fired"] and verdict["checkpoint"] == 16
+    assert verdict["step"] == report["settings"]["steps_done"]
+    assert 0.95 < verdict["confidence"] <= 1
+    printed = capsys.readouterr().out
+    assert "training stopped at step" in printed
+    assert "Keep the checkpoint of step 16" in printed
 
 
 @pytest.mark.parametrize(
@@ -79,6 +91,8 @@ def test_track_early_stop_ends_training(tmp_path, monkeypatch, capsys):
         (["--subset", "20", "--eval-every", "50"], "exceeds --steps"),
         (["--subset", "20", "--layer", "nope"], "nope"),
         (["--subset", "20", "--device", "cuda:7"], "device"),
+        (["--heldout-images", "8"], "needs --subset"),
+        (["--rule", "heldout_gap"], "held-out digits"),
     ],
 )
 def test_track_bad_arguments_exit_2(extra, message, tmp_path, capsys):
@@ -115,3 +129,10 @@ def test_track_is_wired_into_skicr_cli():
     assert "track" in commands
     args = parser.parse_args(["track", "--subset", "64"])
     assert args.subset == 64 and args.func.__name__ == "run_track"
+
+
+def test_track_rules_are_the_detectors():
+    from skicr.cli._track import _RULES
+    from skicr.monitoring import DETECTORS
+
+    assert sorted(_RULES) == sorted(DETECTORS)

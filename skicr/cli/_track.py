@@ -25,6 +25,10 @@ from ._common import (
 __all__ = ["add_track_parser", "run_track"]
 
 N_DIGITS = 1797
+# the detectors' names (skicr.monitoring.DETECTORS), listed here so that the parser loads
+# without importing the monitoring package
+_RULES = ("cusum", "expansion_split", "heldout_gap", "mann_kendall", "page_hinkley",
+          "turning_point")
 
 
 def _error(message, code=2):
@@ -99,13 +103,21 @@ def add_track_parser(subparsers):
     parser.add_argument("--warmup-steps", type=int_at_least(0), default=d["warmup_steps"],
                         help="evaluations before this step are recorded but left out of the "
                              "search for ICR's minimum (ICR of a fresh network moves up and "
-                             "down at first)")
+                             "down at first); also the warm-up of --rule turning_point")
     parser.add_argument("--min-rise", type=_non_negative_float, default=d["min_rise"],
                         help="smallest rise of ICR above its minimum, relative to it, that "
                              "counts as a turning point (besides being significant)")
+    parser.add_argument("--rule", choices=sorted(_RULES), default=None,
+                        help="the memorization-warning rule of the verdict and of "
+                             "--early-stop (default: the memorization study's choice, "
+                             "heldout_gap, or expansion_split without held-out images); each "
+                             "rule runs with the study's settings, turning_point with "
+                             "--min-rise and --warmup-steps")
+    parser.add_argument("--heldout-images", type=int_at_least(0), default=None,
+                        help="digits never trained on whose ICR is measured too (default: as "
+                             "many as --icr-images when --subset leaves digits out, else 0)")
     parser.add_argument("--early-stop", action="store_true",
-                        help="stop training once ICR has turned up (significantly, by at "
-                             "least --min-rise, after --warmup-steps)")
+                        help="stop training when the rule (--rule) fires")
     parser.add_argument("--save-checkpoints", action="store_true",
                         help="save the EMA weights of every evaluation in --out/checkpoints")
     parser.add_argument("--seed", type=int_at_least(0), default=d["seed"],
@@ -134,6 +146,22 @@ def _select_images(subset, icr_images, seed):
     if icr_images < len(images):
         measured = images[np.sort(rng.choice(len(images), icr_images, replace=False))]
     return images, measured
+
+
+def _select_heldout(subset, n_images, seed):
+    """``n_images`` digits outside the seeded subset (None when there are none to take)."""
+    import numpy as np
+
+    from skicr.datasets import load_digits_images
+
+    if subset is None or n_images == 0:
+        return None
+    images = load_digits_images(16, return_y=False)
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(images), subset, replace=False))  # as _select_images
+    rest = np.setdiff1d(np.arange(len(images)), chosen)
+    picked = np.random.default_rng(seed + 1).choice(rest, min(n_images, len(rest)), replace=False)
+    return images[np.sort(picked)]
 
 
 def run_track(args):
@@ -178,8 +206,11 @@ def run_track(args):
     tested = int((frame["step"] >= args.warmup_steps).sum())
     turning = monitor.turning_point(start_step=args.warmup_steps) if tested >= 3 else None
     onset = monitor.memorization_onset()
+    verdict = _verdict(monitor, args)
     print(_summary(frame, turning, onset, monitor.stopped_at_))
+    print(verdict.sentence())
     report = _report(args, run, result, turning, onset, seconds=time.perf_counter() - started)
+    report["verdict"] = verdict.to_dict()
     # track.json says "complete": false until every file is in place; each is renamed in
     writer = ReportWriter(out, "track.json")
     try:
@@ -200,6 +231,11 @@ def _check_track_args(args):
     """The checked device and output folder; CLIError (exit 2) on bad combinations."""
     if args.subset is not None and args.subset > N_DIGITS:
         raise _error(f"--subset {args.subset} exceeds the {N_DIGITS} digits.")
+    if args.heldout_images and args.subset is None:
+        raise _error("--heldout-images needs --subset: without it every digit is trained on.")
+    if args.rule == "heldout_gap" and (args.subset is None or args.heldout_images == 0):
+        raise _error("--rule heldout_gap needs held-out digits: give --subset (and "
+                     "--heldout-images > 0).")
     if args.eval_every > args.steps:
         raise _error(
             f"--eval-every {args.eval_every} exceeds --steps {args.steps}: there would be "
@@ -234,6 +270,8 @@ def _set_up(args, device):
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     images, measured = _select_images(args.subset, args.icr_images, args.seed)
+    n_heldout = len(measured) if args.heldout_images is None else args.heldout_images
+    heldout = _select_heldout(args.subset, n_heldout, args.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         net = SmallUNet(in_channels=1, channels=tuple(args.channels),
@@ -251,8 +289,10 @@ def _set_up(args, device):
     monitor = ICRMonitor(measured, extractor,
                          n_samples=args.samples, sampler_steps=args.sampler_steps,
                          sampler_seed=args.seed, training_images=images,
-                         early_stopping=args.early_stop,
-                         early_stopping_warmup=args.warmup_steps,
+                         heldout_images=heldout,
+                         early_stopping=(args.rule or True) if args.early_stop else False,
+                         early_stopping_warmup=(args.warmup_steps if args.rule == "turning_point"
+                                                else None),
                          turning_point_params={"min_rise": args.min_rise}, device=device,
                          verbose=not args.quiet)
     n_params = sum(p.numel() for p in net.parameters())
@@ -262,6 +302,16 @@ def _set_up(args, device):
               f"{len(measured)} images x {args.views} views every {args.eval_every} steps"
               + (f"; memorization ratio of {args.samples} samples" if args.samples else ""))
     return _Run(images, measured, net, layer, monitor, n_params, banner)
+
+
+def _verdict(monitor, args):
+    """The memorization verdict of the run: the monitor's rule, else --rule or the study's."""
+    if monitor.early_stopping_rule is not None:
+        return monitor.verdict()
+    if args.rule == "turning_point":
+        return monitor.verdict("turning_point", warmup_step=args.warmup_steps,
+                               min_rise=args.min_rise)
+    return monitor.verdict(args.rule)
 
 
 def _report(args, run, result, turning, onset, seconds):
@@ -285,6 +335,9 @@ def _report(args, run, result, turning, onset, seconds):
             "sigma": args.sigma,
             "views": args.views,
             "icr_images": int(len(run.measured)),
+            "heldout_images": 0 if run.monitor.heldout_images is None
+            else int(len(run.monitor.heldout_images)),
+            "rule": run.monitor.early_stopping_rule or args.rule,
             "samples": args.samples,
             "sampler_steps": args.sampler_steps,
             "warmup_steps": args.warmup_steps,
