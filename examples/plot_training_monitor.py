@@ -55,8 +55,8 @@ axes = monitor.plot(title="48 digits, sigma = 0.2")
 # -------------------------
 # :meth:`~skicr.ICRMonitor.turning_point` smooths the trajectory, finds its
 # minimum and tests whether the rise after it exceeds the point-to-point
-# noise. ``found`` is the signal to stop (``ICRMonitor(...,
-# early_stopping=True)`` makes the callback stop
+# noise. ``found`` is the signal of the ``"turning_point"`` rule (``ICRMonitor(...,
+# early_stopping="turning_point")`` makes the callback stop
 # :func:`~skicr.models.train_denoiser` when it fires); ``step`` is the
 # checkpoint to keep, None while ICR is still decreasing.
 turning = monitor.turning_point()

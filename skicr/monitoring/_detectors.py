@@ -343,6 +343,7 @@ def heldout_gap_detector(history, *, threshold=0.03, direction="opens", smooth=3
                  int(steps[quiet + smooth - 1]), statistic, threshold)
 
 
+#: the detectors by name: ``DETECTORS[name](history, **params) -> Alarm``
 DETECTORS = {
     "turning_point": turning_point_detector,
     "cusum": cusum_detector,
@@ -489,7 +490,14 @@ class StoppingVerdict:
     first_memorized: object = None
 
     def sentence(self):
-        """The verdict in plain words."""
+        """The verdict in plain words.
+
+        Returns
+        -------
+        text : str
+            When the rule fired, the checkpoint to keep, how sure; or why it
+            did not.
+        """
         if self.n_evaluations == 0:
             return "No evaluation yet: nothing to say about memorization."
         sure = ("" if not np.isfinite(self.confidence) else
@@ -511,7 +519,13 @@ class StoppingVerdict:
         return text
 
     def to_dict(self):
-        """The verdict as a JSON-ready dict (with the sentence)."""
+        """The verdict as a JSON-ready dict (with the sentence).
+
+        Returns
+        -------
+        record : dict
+            The attributes (nan as None) and ``sentence``.
+        """
         return {
             "rule": self.rule, "params": dict(self.params), "fired": self.fired,
             "step": self.step, "checkpoint": self.checkpoint,

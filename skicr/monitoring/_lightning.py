@@ -101,7 +101,22 @@ class ICRMonitorCallback(Callback):
         return target
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        """Evaluate after every ``every_n_steps``-th optimizer step (Lightning hook)."""
+        """Evaluate after every ``every_n_steps``-th optimizer step (Lightning hook).
+
+        Parameters
+        ----------
+        trainer : lightning.pytorch.Trainer
+            The trainer (its ``global_step``; ``should_stop`` is set here).
+        pl_module : lightning.pytorch.LightningModule
+            The module trained (logged through, and measured unless ``model``
+            says otherwise).
+        outputs : object
+            The training step's output (not used).
+        batch : object
+            The batch (not used).
+        batch_idx : int
+            Index of the batch (not used).
+        """
         step = int(trainer.global_step)
         # with gradient accumulation several batches share one global step: evaluate once
         if step == 0 or step % self.every_n_steps or step == self._last_step:
