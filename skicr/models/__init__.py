@@ -16,6 +16,13 @@ from ._sampler import edm_sampler, edm_sigma_steps
 from ._training import TrainingResult, train_denoiser
 from ._unet import SmallUNet
 
+# the seed paper's backbones: official EDM, DiT and SiT releases, rebuilt by skicr
+from ._dhariwal_unet import DhariwalUNet
+from ._dit import DiT, SiT, TRANSFORMER_CONFIGS, build_transformer, sincos_pos_embed_2d
+from ._edm_pickle import UnsafePickleError, load_edm_pickle, read_edm_pickle
+from ._edm_precond import PrecondEDM, PrecondIDDPM, PrecondVE, PrecondVP
+from ._song_unet import SongUNet
+
 __all__ = [
     "SmallUNet",
     "EDMPrecond",
@@ -33,4 +40,18 @@ __all__ = [
     "SIGMA_DATA",
     "P_MEAN",
     "P_STD",
+    "SongUNet",
+    "DhariwalUNet",
+    "PrecondEDM",
+    "PrecondVP",
+    "PrecondVE",
+    "PrecondIDDPM",
+    "load_edm_pickle",
+    "read_edm_pickle",
+    "UnsafePickleError",
+    "DiT",
+    "SiT",
+    "build_transformer",
+    "TRANSFORMER_CONFIGS",
+    "sincos_pos_embed_2d",
 ]

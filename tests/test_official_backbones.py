@@ -1,0 +1,319 @@
+"""The seed paper's backbones: official EDM pickles and DiT / SiT state dicts.
+
+Ground truth is ``shared/fixtures`` (tiny random-weight files written by the
+official code of each release, with reference outputs and inner
+activations; see its README). The EDM pickles embed NVlabs source under a
+non-commercial licence, so they are read in place and never copied here.
+Everything skips when the folder is absent.
+"""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from skicr.models import (
+    DiT,
+    SiT,
+    UnsafePickleError,
+    build_transformer,
+    load_edm_pickle,
+    read_edm_pickle,
+)
+from skicr.models._edm_pickle import PersistentRecord, _ContainerRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+_CANDIDATES = [Path("/work/shared/fixtures"), ROOT.parent / "shared" / "fixtures"]
+FIXTURES = next((p for p in _CANDIDATES if (p / "README.md").is_file()), None)
+
+pytestmark = pytest.mark.skipif(FIXTURES is None, reason="shared/fixtures is not available")
+
+EDM_FIXTURES = ["edm-tiny-16x16-uncond-vp", "edm-tiny-32x32-uncond-vp", "edm-tiny-adm"]
+TOL = dict(atol=1e-5, rtol=1e-5)  # the fixtures README's tolerance
+
+
+def _reference(name):
+    return torch.load(FIXTURES / f"{name}.reference.pt", weights_only=True)
+
+
+def _run_with_hooks(net, names, *args):
+    modules = dict(net.named_modules())
+    captured = {}
+    handles = [
+        modules[name].register_forward_hook(
+            lambda module, inputs, output, name=name: captured.__setitem__(name, output.clone())
+        )
+        for name in names
+    ]
+    try:
+        with torch.no_grad():
+            output = net(*args)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return output, captured
+
+
+# ---------------------------------------------------------------- EDM: equality
+@pytest.mark.parametrize("name", EDM_FIXTURES)
+def test_edm_pickle_reproduces_reference(name):
+    net = load_edm_pickle(FIXTURES / f"{name}.pkl")
+    ref = _reference(name)
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    layer_names = {n for n, _ in net.named_modules()}
+    assert set(ref["inner_module_names"]) <= layer_names
+    output, inner = _run_with_hooks(
+        net, ref["inner_module_names"], ref["x"], ref["sigma"], ref.get("class_labels")
+    )
+    torch.testing.assert_close(output, ref["output"], **TOL)
+    for layer in ref["inner_module_names"]:
+        torch.testing.assert_close(inner[layer], ref["inner_outputs"][layer], **TOL)
+
+
+@pytest.mark.parametrize(
+    "name, n_entries, first, last",
+    [
+        ("edm-tiny-16x16-uncond-vp", 147, "model.map_augment.weight",
+         "model.dec.16x16_aux_conv.bias"),
+        ("edm-tiny-32x32-uncond-vp", 209, "model.map_augment.weight",
+         "model.dec.32x32_aux_conv.bias"),
+        ("edm-tiny-adm", 149, "model.map_layer0.weight", "model.out_conv.bias"),
+    ],
+)
+def test_edm_state_dict_layout_matches_release(name, n_entries, first, last):
+    keys = list(load_edm_pickle(FIXTURES / f"{name}.pkl").state_dict())
+    assert (len(keys), keys[0], keys[-1]) == (n_entries, first, last)
+
+
+@pytest.mark.parametrize("name", EDM_FIXTURES)
+def test_edm_records_carry_class_names_and_kwargs(name):
+    snapshot = read_edm_pickle(FIXTURES / f"{name}.pkl")
+    recorded = json.loads((FIXTURES / f"{name}.json").read_text())
+    assert sorted(snapshot) == sorted(recorded["snapshot_keys"])
+    ema = snapshot["ema"]
+    assert isinstance(ema, PersistentRecord) and ema.class_name == "EDMPrecond"
+    assert ema.init_kwargs == recorded["constructor_kwargs"]
+    assert snapshot["loss_fn"].class_name == "EDMLoss"
+    assert "module_src" not in dir(ema)  # the source is dropped while reading
+
+
+def test_edm_use_fp16_flag_is_kept_and_cpu_runs_float32():
+    net = load_edm_pickle(FIXTURES / "edm-tiny-adm.pkl")
+    assert net.use_fp16 and net.label_dim == 10
+    out = net(torch.zeros(1, 3, 16, 16), torch.tensor([1.0]))
+    assert out.dtype == torch.float32
+
+
+# ---------------------------------------------------------------- DiT / SiT
+@pytest.mark.parametrize("name, cls", [("sit-tiny", SiT), ("dit-tiny", DiT)])
+def test_transformer_state_dict_reproduces_reference(name, cls):
+    kwargs = json.loads((FIXTURES / f"{name}.json").read_text())["constructor_kwargs"]
+    net = cls(**kwargs)
+    net.load_state_dict(torch.load(FIXTURES / f"{name}.pt", weights_only=True), strict=True)
+    net.eval()
+    ref = _reference(name)
+    assert set(ref["inner_module_names"]) <= {n for n, _ in net.named_modules()}
+    output, inner = _run_with_hooks(net, ref["inner_module_names"], ref["x"], ref["t"], ref["y"])
+    assert output.shape == ref["output"].shape
+    torch.testing.assert_close(output, ref["output"], **TOL)
+    for layer in ref["inner_module_names"]:
+        torch.testing.assert_close(inner[layer], ref["inner_outputs"][layer], **TOL)
+
+
+def test_fixed_pos_embed_equals_release_table():
+    state = torch.load(FIXTURES / "sit-tiny.pt", weights_only=True)
+    net = SiT(input_size=8, hidden_size=64, depth=2, num_heads=2, num_classes=10)
+    torch.testing.assert_close(net.pos_embed.detach(), state["pos_embed"], atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["DiT-XL/2", "SiT-XL-2", "SiT-B/4", "DiT-S/8", "SiT-L/2"])
+def test_named_configs_have_release_layout(name):
+    with torch.device("meta"):
+        net = build_transformer(name)
+    small = torch.load(FIXTURES / "dit-tiny.pt", weights_only=True)
+    pattern = {k.replace("blocks.1.", "blocks.0.") for k in small}
+    assert {k for k in net.state_dict() if not k.startswith("blocks.")
+            or k.startswith("blocks.0.")} == pattern
+    depth, hidden, _ = {"XL": (28, 1152, 16), "L": (24, 1024, 16), "B": (12, 768, 12),
+                        "S": (12, 384, 6)}[name.split("-")[1].split("/")[0]]
+    patch = int(name[-1])
+    assert len(net.blocks) == depth
+    assert net.x_embedder.proj.weight.shape == (hidden, 4, patch, patch)
+    assert net.pos_embed.shape == (1, (32 // patch) ** 2, hidden)
+    assert net.y_embedder.embedding_table.num_embeddings == 1001
+
+
+def test_dit_xl2_parameter_count_is_the_papers():
+    with torch.device("meta"):
+        net = build_transformer("DiT-XL/2")
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert round(trainable / 1e6) == 675  # DiT paper, Table 1 (675M)
+
+
+def test_unknown_transformer_name_errors():
+    with pytest.raises(ValueError, match="Unknown transformer config 'DiT-XXL/2'"):
+        build_transformer("DiT-XXL/2")
+    with pytest.raises(ValueError, match="DiT-S/2"):
+        build_transformer("SiT-S/3")
+
+
+# ---------------------------------------------------------------- crafted pickles
+MARKER_SOURCE = "open({marker!r}, 'w').write('the embedded source ran')\n"
+
+
+def _fake_reconstruct(meta):  # stands in for torch_utils.persistence._reconstruct_persistent_obj
+    raise AssertionError("only used as a pickled name")
+
+
+_fake_reconstruct.__module__ = "torch_utils.persistence"
+_fake_reconstruct.__qualname__ = _fake_reconstruct.__name__ = "_reconstruct_persistent_obj"
+
+
+class _EDMFormatPickler(pickle.Pickler):
+    """Writes records back in the persistence format, with a chosen module source."""
+
+    def __init__(self, handle, module_src, rename=None):
+        super().__init__(handle, protocol=4)
+        self.module_src = module_src
+        self.rename = rename or {}
+
+    def reducer_override(self, obj):
+        if isinstance(obj, PersistentRecord):
+            meta = dict(type="class", version=obj.version, module_src=self.module_src,
+                        class_name=self.rename.get(obj.class_name, obj.class_name),
+                        state=obj.state)
+            return _fake_reconstruct, (meta,)
+        return NotImplemented
+
+
+def _as_real_containers(record):
+    """Turn container stand-ins back into torch ModuleDicts (pickled as torch pickles them)."""
+    modules = record.state.get("_modules") or {}
+    for key, child in modules.items():
+        if isinstance(child, (PersistentRecord, _ContainerRecord)):
+            _as_real_containers(child)
+        if isinstance(child, _ContainerRecord):
+            container = nn.ModuleDict.__new__(nn.ModuleDict)
+            container.__dict__.update(child.state)
+            modules[key] = container
+
+
+@pytest.fixture
+def fake_persistence(monkeypatch):
+    package = types.ModuleType("torch_utils")
+    module = types.ModuleType("torch_utils.persistence")
+    module._reconstruct_persistent_obj = _fake_reconstruct
+    package.persistence = module
+    monkeypatch.setitem(sys.modules, "torch_utils", package)
+    monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
+
+
+def _craft(path, source, rename=None, name="edm-tiny-16x16-uncond-vp"):
+    snapshot = read_edm_pickle(FIXTURES / f"{name}.pkl")
+    _as_real_containers(snapshot["ema"])
+    with open(path, "wb") as handle:
+        _EDMFormatPickler(handle, source, rename).dump(snapshot)
+
+
+def _official_style_load(path, tmp_path):
+    """Positive control: unpickle as the official code does (exec of module_src)."""
+    shim = tmp_path / "shim" / "torch_utils"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("")
+    (shim / "persistence.py").write_text(textwrap.dedent("""
+        import types
+        def _reconstruct_persistent_obj(meta):
+            module = types.ModuleType("_imported_module")
+            exec(compile(meta["module_src"], "<module_src>", "exec"), module.__dict__)
+            return None
+    """))
+    code = f"import pickle; pickle.load(open({str(path)!r}, 'rb'))"
+    env = dict(os.environ, PYTHONPATH=str(shim.parent))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+def test_embedded_source_is_never_run(tmp_path, fake_persistence):
+    marker = tmp_path / "marker-source"
+    crafted = tmp_path / "crafted.pkl"
+    _craft(crafted, MARKER_SOURCE.format(marker=str(marker)))
+    net = load_edm_pickle(crafted)
+    assert not marker.exists()
+    ref = _reference("edm-tiny-16x16-uncond-vp")
+    with torch.no_grad():
+        torch.testing.assert_close(net(ref["x"], ref["sigma"]), ref["output"], **TOL)
+    assert not marker.exists()
+
+
+@pytest.mark.slow  # a subprocess importing torch
+def test_crafted_source_runs_under_official_style_loading(tmp_path, fake_persistence):
+    # positive control for the test above: the crafted file's source is live
+    marker = tmp_path / "marker-source"
+    crafted = tmp_path / "crafted.pkl"
+    _craft(crafted, MARKER_SOURCE.format(marker=str(marker)))
+    _official_style_load(crafted, tmp_path)
+    assert marker.exists()
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('reduce ran')",)
+
+
+def test_reduce_payload_is_refused_and_not_run(tmp_path, fake_persistence):
+    marker = tmp_path / "marker-reduce"
+    snapshot = read_edm_pickle(FIXTURES / "edm-tiny-16x16-uncond-vp.pkl")
+    _as_real_containers(snapshot["ema"])
+    snapshot["ema"].state["_init_kwargs"]["dropout"] = _Evil(marker)  # nested payload
+    crafted = tmp_path / "evil.pkl"
+    with open(crafted, "wb") as handle:
+        _EDMFormatPickler(handle, "pass\n").dump(snapshot)
+    with pytest.raises(UnsafePickleError, match=r"builtins\.exec"):
+        load_edm_pickle(crafted)
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(_Evil(marker)))  # positive control: the payload is live
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("payload", [os.system, subprocess.Popen, eval])
+def test_any_global_outside_allow_list_is_refused(tmp_path, payload):
+    crafted = tmp_path / "other.pkl"
+    crafted.write_bytes(pickle.dumps({"ema": payload}))
+    with pytest.raises(UnsafePickleError, match="refusing to load global"):
+        read_edm_pickle(crafted)
+
+
+def test_unsupported_top_level_class_names_it(tmp_path, fake_persistence):
+    crafted = tmp_path / "renamed.pkl"
+    _craft(crafted, "pass\n", rename={"EDMPrecond": "StyleGAN2Generator"})
+    with pytest.raises(ValueError, match="'StyleGAN2Generator'.*not supported"):
+        load_edm_pickle(crafted)
+
+
+def test_unsupported_inner_class_names_it_and_its_place(tmp_path, fake_persistence):
+    crafted = tmp_path / "renamed-inner.pkl"
+    _craft(crafted, "pass\n", rename={"PositionalEmbedding": "LearnedEmbedding"})
+    with pytest.raises(ValueError, match="'LearnedEmbedding' at model.map_noise"):
+        load_edm_pickle(crafted)
+
+
+def test_mismatched_inner_class_is_an_error(tmp_path, fake_persistence):
+    crafted = tmp_path / "swapped.pkl"
+    _craft(crafted, "pass\n", rename={"PositionalEmbedding": "FourierEmbedding"})
+    with pytest.raises(ValueError, match="model.map_noise is a FourierEmbedding in the file"):
+        load_edm_pickle(crafted)
+
+
+def test_missing_snapshot_key_errors(tmp_path):
+    with pytest.raises(ValueError, match="no 'model' entry"):
+        load_edm_pickle(FIXTURES / "edm-tiny-16x16-uncond-vp.pkl", key="model")
