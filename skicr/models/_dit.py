@@ -282,7 +282,8 @@ class DiT(nn.Module):
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob)
         table = sincos_pos_embed_2d(hidden_size, self.x_embedder.grid_size[0])
         # a frozen parameter (not a buffer), as in the releases' state dicts
-        self.pos_embed = nn.Parameter(torch.from_numpy(table).float()[None], requires_grad=False)
+        self.pos_embed = nn.Parameter(torch.tensor(table[None], dtype=torch.float32),
+                                      requires_grad=False)
         self.blocks = nn.ModuleList(
             [DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)]
         )
