@@ -317,3 +317,157 @@ def test_mismatched_inner_class_is_an_error(tmp_path, fake_persistence):
 def test_missing_snapshot_key_errors(tmp_path):
     with pytest.raises(ValueError, match="no 'model' entry"):
         load_edm_pickle(FIXTURES / "edm-tiny-16x16-uncond-vp.pkl", key="model")
+
+
+# ---------------------------------------------------------------- adapters
+from skicr.extraction._release_backbones import (  # noqa: E402
+    DiTReleaseBackbone,
+    EDMReleaseBackbone,
+    SiTReleaseBackbone,
+    dit_linear_alphas_cumprod,
+    load_release_backbone as load_backbone,
+)
+
+TINY = {"model_kwargs": {"num_heads": 2}}  # the fixtures' width (64) is not a release size
+
+
+@pytest.mark.parametrize("name", EDM_FIXTURES)
+def test_edm_adapter_feeds_sigma_and_one_hot_class(name):
+    ref = _reference(name)
+    for i in range(2):
+        label = int(ref["class_idx"][i]) if "class_idx" in ref else None
+        backbone = load_backbone(FIXTURES / f"{name}.pkl", class_label=label)
+        assert isinstance(backbone, EDMReleaseBackbone)
+        with torch.no_grad():
+            out = backbone.forward(ref["x"][i:i + 1], float(ref["sigma"][i]))
+        torch.testing.assert_close(out[0], ref["output"][i], **TOL)
+
+
+def test_edm_adapter_defaults_and_errors():
+    backbone = load_backbone(FIXTURES / "edm-tiny-32x32-uncond-vp.pkl")
+    assert backbone.default_layer == "model.dec.8x8_in1"
+    assert backbone.in_channels == 3
+    assert backbone.c_noise(2.0) == pytest.approx(float(torch.tensor(2.0).log()) / 4)
+    with pytest.raises(ValueError, match="class-conditional .* pass class_label"):
+        load_backbone(FIXTURES / "edm-tiny-adm.pkl")
+    with pytest.raises(ValueError, match=r"class_label must be in \[0, 9\]"):
+        load_backbone(FIXTURES / "edm-tiny-adm.pkl", class_label=10)
+    with pytest.raises(ValueError, match="unconditional"):
+        load_backbone(FIXTURES / "edm-tiny-32x32-uncond-vp.pkl", class_label=1)
+    with pytest.raises(ValueError, match="sigma > 0"):
+        backbone.check_sigma(0.0)
+
+
+def test_sit_adapter_uses_data_at_one_time_and_velocity():
+    ref = _reference("sit-tiny")
+    for i in range(2):
+        t = float(ref["t"][i])
+        backbone = load_backbone(FIXTURES / "sit-tiny.pt", class_label=int(ref["y"][i]), **TINY)
+        assert isinstance(backbone, SiTReleaseBackbone)
+        sigma = 1 / t - 1  # t = 1 / (1 + sigma): t = 0 noise, t = 1 data
+        assert backbone.time(sigma) == pytest.approx(t)
+        noisy = ref["x"][i:i + 1] * (1 + sigma)  # x0 + sigma eps, whose x_t is ref["x"]
+        with torch.no_grad():
+            out = backbone.forward(noisy, sigma)
+        torch.testing.assert_close(out[0], ref["output"][i], **TOL)
+
+
+def test_dit_adapter_uses_nearest_linear_schedule_timestep():
+    ref = _reference("dit-tiny")
+    abar = dit_linear_alphas_cumprod()
+    for i in range(2):
+        step = int(ref["t"][i])
+        backbone = load_backbone(FIXTURES / "dit-tiny.pt", class_label=int(ref["y"][i]), **TINY)
+        assert isinstance(backbone, DiTReleaseBackbone)
+        sigma = backbone.sigma_at(step)
+        assert sigma == pytest.approx(((1 - abar[step]) / abar[step]) ** 0.5)
+        assert backbone.timestep(sigma) == step
+        noisy = ref["x"][i:i + 1] / float(abar[step]) ** 0.5  # sqrt(abar)(x0 + sigma eps) = x
+        with torch.no_grad():
+            out = backbone.forward(noisy, sigma)
+        torch.testing.assert_close(out[0], ref["output"][i], **TOL)
+
+
+def test_dit_schedule_is_ddpm_linear():
+    diffusers = pytest.importorskip("diffusers")
+    peer = diffusers.DDPMScheduler(beta_schedule="linear").alphas_cumprod.double().numpy()
+    ours = dit_linear_alphas_cumprod()
+    assert ours.shape == (1000,)
+    assert abs(ours - peer).max() < 1e-6
+
+
+def test_dit_adapter_reports_clamped_and_far_timesteps():
+    backbone = load_backbone(FIXTURES / "dit-tiny.pt", **TINY)
+    assert backbone.class_label == 10  # the null class
+    with pytest.warns(UserWarning, match="outside the VP schedule's range"):
+        backbone.check_sigma(1e-3)
+    with pytest.warns(UserWarning, match=r"timestep 1 \(sigma 0.0148"):
+        backbone.check_sigma(0.0125)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backbone.check_sigma(backbone.sigma_at(500))
+
+
+def test_transformer_arch_from_name_and_mismatch(tmp_path):
+    with pytest.raises(ValueError, match="depth 2, width 64, patch 2; SiT-XL/2 has depth 28"):
+        load_backbone(FIXTURES / "sit-tiny.pt", arch="SiT-XL/2")
+    renamed = tmp_path / "SiT-B-4-256x256.pt"
+    renamed.write_bytes((FIXTURES / "sit-tiny.pt").read_bytes())
+    with pytest.raises(ValueError, match="SiT-B/4 has depth 12"):
+        load_backbone(renamed)
+    anonymous = tmp_path / "checkpoint.pt"
+    anonymous.write_bytes((FIXTURES / "dit-tiny.pt").read_bytes())
+    with pytest.raises(ValueError, match="DiT or a SiT checkpoint"):
+        load_backbone(anonymous)
+    assert isinstance(load_backbone(anonymous, arch="DiT", **TINY), DiTReleaseBackbone)
+    with pytest.raises(ValueError, match="number of attention heads is unknown"):
+        load_backbone(anonymous, arch="DiT")
+
+
+def test_training_checkpoint_uses_ema_weights(tmp_path):
+    state = torch.load(FIXTURES / "sit-tiny.pt", weights_only=True)
+    import argparse
+
+    zeroed = {k: torch.zeros_like(v) for k, v in state.items()}
+    path = tmp_path / "0400000.pt"
+    torch.save({"model": zeroed, "ema": state, "opt": {}, "args": argparse.Namespace(a=1)}, path)
+    backbone = load_backbone(path, arch="SiT", **TINY)
+    torch.testing.assert_close(backbone.module.blocks[0].attn.qkv.weight,
+                               state["blocks.0.attn.qkv.weight"])
+
+
+def test_reference_layer_names_are_extractor_layers():
+    from skicr import FeatureExtractor
+
+    images = torch.rand(3, 3, 32, 32)
+    extractor = FeatureExtractor(load_backbone(FIXTURES / "edm-tiny-32x32-uncond-vp.pkl"),
+                                 layer="model.enc.8x8_block0", sigma=0.5, n_views=2,
+                                 random_state=0)
+    assert extractor.fit_transform(images).shape == (3, 2 * 32)
+    latents = torch.rand(3, 4, 8, 8)
+    extractor = FeatureExtractor(load_backbone(FIXTURES / "sit-tiny.pt", **TINY), layer="blocks.0",
+                                 sigma=0.5, n_views=2, augment=None, random_state=0)
+    assert extractor.fit_transform(latents).shape == (3, 2 * 64)
+
+
+def test_vae_folder_maps_pixels_to_latents(tmp_path):
+    pytest.importorskip("diffusers")
+    from skicr.extraction._testing import tiny_vae
+
+    vae = tiny_vae(seed=0)
+    vae.save_pretrained(tmp_path / "vae")
+    backbone = load_backbone(FIXTURES / "sit-tiny.pt", vae=tmp_path / "vae", **TINY)
+    assert backbone.in_channels == 3
+    pixels = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        expected = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
+        latents = backbone.prepare(pixels)
+    assert latents.shape == (2, 4, 8, 8)
+    torch.testing.assert_close(latents, expected)
+    from skicr import FeatureExtractor
+
+    features = FeatureExtractor(backbone, sigma=0.5, n_views=2, random_state=0).fit_transform(
+        (pixels + 1) / 2)
+    assert features.shape == (2, 2 * 64) and torch.isfinite(torch.as_tensor(features)).all()
