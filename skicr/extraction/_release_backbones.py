@@ -113,7 +113,8 @@ class EDMReleaseBackbone(Backbone):
         if net.label_dim and class_label is None:
             raise ValueError(
                 f"This EDM network is class-conditional ({net.label_dim} classes) and has no "
-                "null class; pass class_label=<int>."
+                "null class; pass class_label=<int> (EDMReleaseBackbone(net, class_label=...) "
+                "or load_backbone(path, class_label=...))."
             )
         if not net.label_dim and class_label is not None:
             raise ValueError("class_label was given but this EDM network is unconditional.")

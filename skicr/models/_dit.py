@@ -289,6 +289,17 @@ class DiT(nn.Module):
         )
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
 
+    def __skicr_backbone__(self):
+        """The extractor's adapter for this network (null class, middle block).
+
+        Returns
+        -------
+        backbone : skicr.extraction.DiTReleaseBackbone
+        """
+        from ..extraction import DiTReleaseBackbone
+
+        return DiTReleaseBackbone(self)
+
     @property
     def null_class(self):
         """Index of the unconditional class (None without a null row)."""
@@ -364,6 +375,17 @@ class SiT(DiT):
     >>> net(torch.zeros(2, 4, 8, 8), torch.tensor([0.3, 0.7]), torch.tensor([1, 10])).shape
     torch.Size([2, 4, 8, 8])
     """
+
+    def __skicr_backbone__(self):
+        """The extractor's adapter for this network (null class, middle block).
+
+        Returns
+        -------
+        backbone : skicr.extraction.SiTReleaseBackbone
+        """
+        from ..extraction import SiTReleaseBackbone
+
+        return SiTReleaseBackbone(self)
 
     def forward(self, x, t, y):
         """Velocity for latents ``x`` at times ``t`` with classes ``y``.

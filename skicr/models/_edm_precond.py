@@ -68,6 +68,17 @@ class _Precond(nn.Module):
             **model_kwargs,
         )
 
+    def __skicr_backbone__(self):
+        """The extractor's adapter for this network (:class:`~skicr.extraction.EDMReleaseBackbone`).
+
+        Returns
+        -------
+        backbone : skicr.extraction.EDMReleaseBackbone
+        """
+        from ..extraction import EDMReleaseBackbone
+
+        return EDMReleaseBackbone(self)
+
     def coefficients(self, sigma):
         """``c_skip, c_out, c_in, c_noise`` for ``sigma`` of shape (n, 1, 1, 1).
 
