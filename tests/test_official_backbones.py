@@ -471,3 +471,12 @@ def test_vae_folder_maps_pixels_to_latents(tmp_path):
     features = FeatureExtractor(backbone, sigma=0.5, n_views=2, random_state=0).fit_transform(
         (pixels + 1) / 2)
     assert features.shape == (2, 2 * 64) and torch.isfinite(torch.as_tensor(features)).all()
+
+
+def test_latents_given_directly_through_latent_scale():
+    backbone = load_backbone(FIXTURES / "sit-tiny.pt", **TINY)
+    backbone.latent_scale = 4.0
+    latents = torch.randn(2, 4, 8, 8).clamp(-4, 4)
+    torch.testing.assert_close(backbone.prepare(((latents / 4 + 1) / 2) * 2 - 1), latents)
+    with pytest.raises(ValueError, match="latent_scale must be a finite number > 0"):
+        SiTReleaseBackbone(backbone.module, latent_scale=0)

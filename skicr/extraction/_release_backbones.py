@@ -157,6 +157,23 @@ class EDMReleaseBackbone(Backbone):
 
 
 # ------------------------------------------------------------------ SiT / DiT
+class _LatentInputMixin:
+    """Without a VAE the inputs are latents: the extractor's [-1, 1] data times ``latent_scale``."""
+
+    def _set_latent_scale(self, latent_scale):
+        if not (isinstance(latent_scale, (int, float)) and np.isfinite(latent_scale)
+                and latent_scale > 0):
+            raise ValueError(f"latent_scale must be a finite number > 0; got {latent_scale!r}.")
+        if self.vae is not None and latent_scale != 1.0:
+            raise ValueError("latent_scale applies to latent inputs; with a vae leave it at 1.")
+        self.latent_scale = float(latent_scale)
+
+    def prepare(self, images):
+        if self.vae is not None:
+            return super().prepare(images)
+        return images * self.latent_scale
+
+
 def _transformer_defaults(net, class_label, what):
     null = net.null_class
     if class_label is None:
@@ -166,7 +183,7 @@ def _transformer_defaults(net, class_label, what):
     return _check_class_label(class_label, net.num_classes, null, what)
 
 
-class SiTReleaseBackbone(FlowBackbone):
+class SiTReleaseBackbone(_LatentInputMixin, FlowBackbone):
     """A SiT release network (``SiT-XL-2-256x256.pt``), rebuilt by skicr.
 
     The network sees ``x_t = (x0 + sigma eps) / (1 + sigma)`` and
@@ -185,9 +202,14 @@ class SiTReleaseBackbone(FlowBackbone):
         guidance.
     default_layer : str or None, default=None
         None means the middle block, ``blocks.{depth // 2}``.
+    latent_scale : float, default=1.0
+        Without a VAE: the extractor's inputs (in [0, 1], mapped to [-1, 1])
+        are multiplied by this to give the latents, so latents ``z`` with
+        ``|z| <= latent_scale`` are given as ``(z / latent_scale + 1) / 2``.
     """
 
-    def __init__(self, net, *, vae=None, class_label=None, default_layer=None):
+    def __init__(self, net, *, vae=None, class_label=None, default_layer=None,
+                 latent_scale=1.0):
         from ..models import SiT
 
         if not isinstance(net, SiT):
@@ -197,9 +219,10 @@ class SiTReleaseBackbone(FlowBackbone):
             net, "data_at_one", class_label=class_label, vae=vae,
             default_layer=default_layer or f"blocks.{len(net.blocks) // 2}",
         )
+        self._set_latent_scale(latent_scale)
 
 
-class DiTReleaseBackbone(_VPMixin, Backbone):
+class DiTReleaseBackbone(_LatentInputMixin, _VPMixin, Backbone):
     """A DiT release network (``DiT-XL-2-256x256.pt``), rebuilt by skicr.
 
     The network sees ``x_t = sqrt(abar) (x0 + sigma eps)``,
@@ -220,9 +243,12 @@ class DiTReleaseBackbone(_VPMixin, Backbone):
         None means the null class.
     default_layer : str or None, default=None
         None means the middle block, ``blocks.{depth // 2}``.
+    latent_scale : float, default=1.0
+        As for :class:`SiTReleaseBackbone`.
     """
 
-    def __init__(self, net, *, vae=None, scheduler=None, class_label=None, default_layer=None):
+    def __init__(self, net, *, vae=None, scheduler=None, class_label=None, default_layer=None,
+                 latent_scale=1.0):
         from ..models import DiT, SiT
 
         if not isinstance(net, DiT) or isinstance(net, SiT):
@@ -233,6 +259,7 @@ class DiTReleaseBackbone(_VPMixin, Backbone):
                          default_layer=default_layer or f"blocks.{len(net.blocks) // 2}")
         self._set_schedule(dit_linear_alphas_cumprod() if scheduler is None else scheduler)
         self.class_label = _transformer_defaults(net, class_label, "DiT")
+        self._set_latent_scale(latent_scale)
 
     def check_sigma(self, sigma):
         sigmas = vp_sigmas(self.alphas_cumprod)
