@@ -24,6 +24,7 @@ _LAZY = {
     # extraction
     "FeatureExtractor": "skicr.extraction",
     "list_layers": "skicr.extraction",
+    "load_backbone": "skicr.extraction",
     "fit_from_loader": "skicr.streaming",
     # selection and monitoring
     "NoiseLevelSelector": "skicr.model_selection",

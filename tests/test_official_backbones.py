@@ -320,12 +320,14 @@ def test_missing_snapshot_key_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- adapters
-from skicr.extraction._release_backbones import (  # noqa: E402
+from skicr import load_backbone  # noqa: E402
+from skicr.extraction import (  # noqa: E402
     DiTReleaseBackbone,
     EDMReleaseBackbone,
     SiTReleaseBackbone,
+    as_backbone,
     dit_linear_alphas_cumprod,
-    load_release_backbone as load_backbone,
+    list_layers,
 )
 
 TINY = {"model_kwargs": {"num_heads": 2}}  # the fixtures' width (64) is not a release size
@@ -480,3 +482,48 @@ def test_latents_given_directly_through_latent_scale():
     torch.testing.assert_close(backbone.prepare(((latents / 4 + 1) / 2) * 2 - 1), latents)
     with pytest.raises(ValueError, match="latent_scale must be a finite number > 0"):
         SiTReleaseBackbone(backbone.module, latent_scale=0)
+
+
+def test_paths_and_networks_reach_the_adapters_through_the_extractor():
+    from skicr import FeatureExtractor
+
+    path = FIXTURES / "edm-tiny-16x16-uncond-vp.pkl"
+    images = torch.rand(3, 1, 16, 16)
+    by_path = FeatureExtractor(str(path), layer="model.dec.8x8_in0", sigma=0.5, n_views=2,
+                               random_state=0).fit_transform(images)
+    net = load_edm_pickle(path)
+    assert isinstance(as_backbone(net), EDMReleaseBackbone)  # the network's own hook
+    by_net = FeatureExtractor(net, layer="model.dec.8x8_in0", sigma=0.5, n_views=2,
+                              random_state=0).fit_transform(images)
+    torch.testing.assert_close(torch.as_tensor(by_path), torch.as_tensor(by_net))
+    assert "model.enc.8x8_block0" in list_layers(net)
+    sit = SiT(input_size=8, hidden_size=64, depth=2, num_heads=2, num_classes=10)
+    dit = DiT(input_size=8, hidden_size=64, depth=2, num_heads=2, num_classes=10)
+    assert isinstance(as_backbone(sit), SiTReleaseBackbone)
+    assert isinstance(as_backbone(dit), DiTReleaseBackbone)
+    with pytest.raises(TypeError, match="needs a skicr.models.DiT"):
+        DiTReleaseBackbone(sit)
+    with pytest.raises(TypeError, match="needs a skicr.models.SiT"):
+        SiTReleaseBackbone(dit)
+
+
+def test_load_backbone_rejects_other_files_and_misplaced_options(tmp_path):
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello")
+    with pytest.raises(ValueError, match="neither an EDM pickle nor a torch checkpoint"):
+        load_backbone(junk)
+    with pytest.raises(FileNotFoundError, match="neither a file nor a directory"):
+        load_backbone(tmp_path / "missing.pkl")
+    with pytest.raises(ValueError, match="apply to DiT / SiT release files"):
+        load_backbone(tmp_path, arch="SiT-XL/2")
+    with pytest.raises(ValueError, match="EDM networks work on pixels"):
+        load_backbone(FIXTURES / "edm-tiny-16x16-uncond-vp.pkl", vae=tmp_path)
+
+
+def test_load_backbone_reads_skicr_weights_files(tmp_path):
+    from skicr.extraction import EDMBackbone
+    from skicr.models import SmallUNet, save_denoiser
+
+    path = tmp_path / "mine.pt"
+    save_denoiser(SmallUNet(), path)
+    assert isinstance(load_backbone(path), EDMBackbone)

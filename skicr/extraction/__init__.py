@@ -11,7 +11,11 @@ parameterisation:
   optional VAE);
 - :class:`EDMBackbone`: EDM-preconditioned networks (skicr's own denoiser);
 - :class:`FlowBackbone`: flow-matching / rectified-flow networks (SiT);
-- :class:`CallableBackbone`: any network with a user function.
+- :class:`CallableBackbone`: any network with a user function;
+- :class:`EDMReleaseBackbone`, :class:`SiTReleaseBackbone`,
+  :class:`DiTReleaseBackbone`: the seed paper's release networks (NVlabs EDM
+  pickles, SiT / DiT state dicts) as rebuilt by :mod:`skicr.models`;
+  :func:`load_backbone` reads those files.
 
 :func:`fit_from_loader` streams a :class:`torch.utils.data.DataLoader` (or
 any iterable of image batches) into a fitted decomposer in memory that does
@@ -29,9 +33,13 @@ from .backbones import (
     Backbone,
     CallableBackbone,
     DiTBackbone,
+    DiTReleaseBackbone,
     EDMBackbone,
+    EDMReleaseBackbone,
     FlowBackbone,
+    SiTReleaseBackbone,
     UNet2DBackbone,
+    dit_linear_alphas_cumprod,
     as_backbone,
     list_layers,
     load_backbone,
@@ -57,6 +65,10 @@ __all__ = [
     "EDMBackbone",
     "FlowBackbone",
     "CallableBackbone",
+    "EDMReleaseBackbone",
+    "SiTReleaseBackbone",
+    "DiTReleaseBackbone",
+    "dit_linear_alphas_cumprod",
     "RandomAffine",
     "ViewAugmentation",
     "iter_loader_views",

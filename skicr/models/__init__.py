@@ -21,6 +21,7 @@ from ._dhariwal_unet import DhariwalUNet
 from ._dit import DiT, SiT, TRANSFORMER_CONFIGS, build_transformer, sincos_pos_embed_2d
 from ._edm_pickle import UnsafePickleError, load_edm_pickle, read_edm_pickle
 from ._edm_precond import PrecondEDM, PrecondIDDPM, PrecondVE, PrecondVP
+from ._release_loading import load_release_file
 from ._song_unet import SongUNet
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "PrecondIDDPM",
     "load_edm_pickle",
     "read_edm_pickle",
+    "load_release_file",
     "UnsafePickleError",
     "DiT",
     "SiT",

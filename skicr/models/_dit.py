@@ -266,6 +266,9 @@ class DiT(nn.Module):
     torch.Size([2, 8, 8, 8])
     """
 
+    #: what ``t`` means (read by the feature extractor's adapter)
+    time_input = "ddpm_timestep"
+
     def __init__(self, input_size=32, patch_size=2, in_channels=4, hidden_size=1152, depth=28,
                  num_heads=16, mlp_ratio=4.0, class_dropout_prob=0.1, num_classes=1000,
                  learn_sigma=True):
@@ -375,6 +378,8 @@ class SiT(DiT):
     >>> net(torch.zeros(2, 4, 8, 8), torch.tensor([0.3, 0.7]), torch.tensor([1, 10])).shape
     torch.Size([2, 4, 8, 8])
     """
+
+    time_input = "flow_time_data_at_one"
 
     def __skicr_backbone__(self):
         """The extractor's adapter for this network (null class, middle block).

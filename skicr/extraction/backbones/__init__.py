@@ -4,7 +4,10 @@
 - one model family per file: :class:`UNet2DBackbone` (``_unet2d``),
   :class:`DiTBackbone` (``_dit``), :class:`EDMBackbone` (``_edm``),
   :class:`FlowBackbone` (``_flow``), :class:`CallableBackbone`
-  (``_callable``), over the VP schedule helpers of ``_vp``;
+  (``_callable``), over the VP schedule helpers of ``_vp``; the seed
+  paper's release networks: :class:`EDMReleaseBackbone` (``_edm_release``),
+  :class:`SiTReleaseBackbone` and :class:`DiTReleaseBackbone`
+  (``_transformer_release``);
 - ``_diffusers`` and ``_loading``: diffusers checkpoint folders on disk,
   :func:`load_backbone`;
 - ``_registry``: which adapter a network gets (:func:`as_backbone`,
@@ -20,9 +23,11 @@ from ._base import Backbone
 from ._callable import CallableBackbone
 from ._dit import DiTBackbone
 from ._edm import EDMBackbone
+from ._edm_release import EDMReleaseBackbone
 from ._flow import FlowBackbone
 from ._loading import load_backbone
 from ._registry import as_backbone, list_layers, register_backbone
+from ._transformer_release import DiTReleaseBackbone, SiTReleaseBackbone, dit_linear_alphas_cumprod
 from ._unet2d import UNet2DBackbone
 
 __all__ = [
@@ -32,6 +37,10 @@ __all__ = [
     "EDMBackbone",
     "FlowBackbone",
     "CallableBackbone",
+    "EDMReleaseBackbone",
+    "SiTReleaseBackbone",
+    "DiTReleaseBackbone",
+    "dit_linear_alphas_cumprod",
     "as_backbone",
     "load_backbone",
     "list_layers",

@@ -1,8 +1,8 @@
-"""Loading a diffusers checkpoint folder as an adapter."""
+"""Loading a checkpoint from disk as an adapter: diffusers folders and release files."""
 
+import importlib
 from pathlib import Path
 
-from ..._utils.serialization import read_torch_file
 from ._diffusers import _SUPPORTED_CLASSES, _read_json
 from ._dit import DiTBackbone
 from ._unet2d import UNet2DBackbone
@@ -10,46 +10,94 @@ from ._unet2d import UNet2DBackbone
 __all__ = ["load_backbone"]
 
 
-def load_backbone(path, *, scheduler=None, device=None):
-    """Load a diffusers checkpoint directory as a backbone adapter.
+def _release_file_loader():
+    # skicr.models builds on this package (its networks name their adapters here), so its
+    # reader of release files is looked up when a file is given instead of imported
+    return importlib.import_module("skicr.models").load_release_file
 
-    Understands a pipeline folder (``model_index.json`` with ``unet/`` or
-    ``transformer/``, optional ``vae/`` and ``scheduler/``) and a bare model
-    folder (``config.json`` + weights, optional ``scheduler_config.json``).
-    Nothing is downloaded.
+
+def load_backbone(path, arch=None, *, scheduler=None, class_label=None, vae=None,
+                  model_kwargs=None, latent_scale=1.0, device=None):
+    """Load a checkpoint from disk as a backbone adapter; nothing is downloaded.
+
+    A directory is a diffusers checkpoint: a pipeline folder
+    (``model_index.json`` with ``unet/`` or ``transformer/``, optional
+    ``vae/`` and ``scheduler/``) or a bare model folder (``config.json`` +
+    weights, optional ``scheduler_config.json``). A file is one of:
+
+    - an NVlabs EDM pickle (``edm-cifar10-32x32-uncond-vp.pkl``), read
+      without running the code it carries
+      (:func:`skicr.models.load_edm_pickle`);
+    - a DiT or SiT release state dict (``SiT-XL-2-256x256.pt``) or training
+      checkpoint (its ``ema`` weights);
+    - a skicr denoiser weights file (:func:`skicr.models.save_denoiser`).
 
     Parameters
     ----------
     path : str or os.PathLike
-        Local directory.
+        Local directory or file.
+    arch : str or None, default=None
+        DiT / SiT files: ``"SiT-XL/2"``, ``"DiT-B/4"``... (sizes S, B, L, XL,
+        patches 2, 4, 8), or ``"SiT"`` / ``"DiT"`` to read the sizes from the
+        file. None reads it from the file name (``SiT-XL-2-256x256.pt``).
     scheduler : scheduler, path, array or None, default=None
-        Overrides the saved noise schedule.
+        Overrides the noise schedule (diffusers folders).
+    class_label : int or None, default=None
+        Class to condition on. None is the null class of DiT / SiT; required
+        for class-conditional EDM networks (they have no null class).
+    vae : diffusers.AutoencoderKL, path or None, default=None
+        DiT / SiT files: the encoder from pixels to latents, e.g. a local
+        ``sd-vae-ft-ema`` folder. None: the inputs are latents.
+    model_kwargs : dict or None, default=None
+        DiT / SiT files: constructor arguments overriding those read from the
+        file (``num_heads`` for a width that is not a release size).
+    latent_scale : float, default=1.0
+        DiT / SiT files without ``vae``: inputs in [0, 1] map to the latents
+        ``(2 x - 1) * latent_scale``.
     device : str or torch.device or None, default=None
         Where to put the modules (CPU when None).
 
     Returns
     -------
-    backbone : UNet2DBackbone or DiTBackbone
+    backbone : Backbone
+        :class:`UNet2DBackbone` or :class:`DiTBackbone` (diffusers),
+        :class:`EDMReleaseBackbone`, :class:`SiTReleaseBackbone`,
+        :class:`DiTReleaseBackbone` or :class:`EDMBackbone` (skicr weights).
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If ``path`` is a file (a skicr weights file: use
-        :func:`skicr.models.load_denoiser`), a folder without a readable
-        ``config.json``, a saved model class that is not supported, or a
-        folder diffusers cannot load (one line with its reason).
+        If the file format or the saved model class is not supported, the
+        file does not match ``arch``, a folder has no readable ``config.json``,
+        or diffusers cannot load it (one line with its reason).
     ImportError
-        If diffusers is not installed (with the command that installs it).
+        If a diffusers folder is given and diffusers is not installed (with
+        the command that installs it).
+
+    Examples
+    --------
+    >>> import skicr
+    >>> skicr.load_backbone("SiT-XL-2-256x256.pt", arch="SiT-XL/2")  # doctest: +SKIP
+    SiTReleaseBackbone(SiT)
     """
     path = Path(path)
     if path.is_file():
-        raise ValueError(_file_instead_of_folder(path))
+        backbone = _release_file_loader()(
+            path, arch, model_kwargs=model_kwargs, class_label=class_label, vae=vae,
+            latent_scale=latent_scale, device=device,
+        )
+        return backbone
     if not path.is_dir():
         raise FileNotFoundError(
-            f"{str(path)!r} is not a directory. Download a checkpoint first, e.g. "
-            "`huggingface-cli download google/ddpm-cifar10-32 --local-dir ddpm-cifar10-32`."
+            f"{str(path)!r} is neither a file nor a directory. Download a checkpoint first, "
+            "e.g. `huggingface-cli download google/ddpm-cifar10-32 --local-dir ddpm-cifar10-32`."
+        )
+    if arch is not None or model_kwargs is not None or latent_scale != 1.0:
+        raise ValueError(
+            "arch, model_kwargs and latent_scale apply to DiT / SiT release files; "
+            f"{str(path)!r} is a diffusers folder."
         )
     class_name = _saved_class(path)
     if class_name not in ("UNet2DModel", "DiTTransformer2DModel"):
@@ -58,9 +106,14 @@ def load_backbone(path, *, scheduler=None, device=None):
             f"{sorted(_SUPPORTED_CLASSES)}. Load the module yourself and wrap it in "
             "EDMBackbone, FlowBackbone or CallableBackbone."
         )
+    if class_name == "UNet2DModel" and vae is not None:
+        raise ValueError("vae applies to latent models; this folder holds a UNet2DModel.")
+    options = dict(scheduler=scheduler, class_label=class_label)
+    if class_name == "DiTTransformer2DModel":
+        options["vae"] = vae
     adapter = UNet2DBackbone if class_name == "UNet2DModel" else DiTBackbone
     try:
-        backbone = adapter(path, scheduler=scheduler)
+        backbone = adapter(path, **options)
     except ImportError as exc:
         if "diffusers" not in f"{exc.name} {exc}":
             raise
@@ -104,23 +157,4 @@ def _saved_class(path):
     raise ValueError(
         f"{str(path)!r} is not a diffusers model folder: it has no config.json (nor a "
         f"model_index.json with {' or '.join(f'{c}/' for c in _SUPPORTED_CLASSES.values())})."
-    )
-
-
-def _file_instead_of_folder(path):
-    """What a file given as a backbone is, and what to do with it."""
-    try:
-        payload = read_torch_file(path)
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict) and payload.get("format") == "skicr.SmallUNet":
-        return (
-            f"{str(path)!r} is a skicr weights file: load it with "
-            "skicr.models.load_denoiser(path) and pass the network, "
-            "FeatureExtractor(load_denoiser(path), ...)."
-        )
-    return (
-        f"{str(path)!r} is a file: a backbone given by path must be a local diffusers model "
-        "folder (config.json and weights). Load other networks yourself and pass the module "
-        "(skicr weights files: skicr.models.load_denoiser)."
     )
