@@ -527,3 +527,41 @@ def test_load_backbone_reads_skicr_weights_files(tmp_path):
     path = tmp_path / "mine.pt"
     save_denoiser(SmallUNet(), path)
     assert isinstance(load_backbone(path), EDMBackbone)
+
+
+@pytest.mark.slow  # an end-to-end run of the command
+def test_cli_scan_reads_an_edm_pickle(tmp_path, capsys):
+    import numpy as np
+
+    from skicr import cli
+
+    images = tmp_path / "images.npy"
+    np.save(images, np.random.default_rng(0).random((24, 1, 16, 16)).astype(np.float32))
+    out = tmp_path / "scan"
+    code = cli.main(["scan", "--model", str(FIXTURES / "edm-tiny-16x16-uncond-vp.pkl"),
+                     "--images", str(images), "--layer", "model.enc.8x8_block0",
+                     "--sigmas", "0.2,2", "--views", "2", "--cv", "2", "--quiet",
+                     "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "scan.json").read_text())
+    assert "PrecondEDM" in report["settings"]["model"]
+    assert report["settings"]["layer"] == "model.enc.8x8_block0"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "sit-tiny.pt", "--arch", "SiT-XL/2"], "SiT-XL/2 has depth 28"),
+        (["--model", "sit-tiny.pt", "--arch", "SiT-XXL/2"], "arch must be a release name"),
+        (["--model", "edm-tiny-adm.pkl"], "pass class_label"),
+        (["--arch", "SiT-XL/2"], "need --model"),
+    ],
+)
+def test_cli_release_file_errors(extra, message, capsys):
+    from skicr import cli
+
+    args = [str(FIXTURES / a) if a.endswith((".pt", ".pkl")) else a for a in extra]
+    code = cli.main(["scan", *args, "--sigmas", "0.2,2", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -1,5 +1,6 @@
 """``skicr scan``: choose the noise level (and layer) without labels."""
 
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -25,42 +26,63 @@ from ._common import (
 __all__ = ["add_scan_parser", "run_scan", "load_backbone", "load_scan_data"]
 
 
-def load_backbone(model, device=None):
-    """The backbone for ``--model``: the shipped denoiser, a weights file or a diffusers folder.
+def load_backbone(model, device=None, *, arch=None, vae=None, class_label=None):
+    """The backbone for ``--model``: the shipped denoiser, a weights or release file, a folder.
 
     Parameters
     ----------
     model : str or None
         None for the shipped ``digits`` denoiser; a path to a ``.pt`` weights
-        file written by ``skicr.models.save_denoiser``; or a local diffusers
-        directory (a ``UNet2DModel`` folder with ``config.json``, or a
-        pipeline folder with a ``unet/`` subfolder).
+        file written by ``skicr.models.save_denoiser``; an NVlabs EDM pickle
+        (``edm-*.pkl``, read without running its code); a DiT / SiT release
+        state dict (``SiT-XL-2-256x256.pt``); or a local diffusers directory
+        (a ``UNet2DModel`` folder with ``config.json``, or a pipeline folder
+        with a ``unet/`` subfolder).
     device : str or None
         Where to put the network.
+    arch : str or None, default=None
+        ``--arch``: the DiT / SiT config (``SiT-XL/2``), read from the file
+        name when None.
+    vae : str or None, default=None
+        ``--vae``: a local diffusers ``AutoencoderKL`` folder (DiT / SiT on pixels).
+    class_label : int or None, default=None
+        ``--class-label``: the class to condition on.
 
     Returns
     -------
     backbone : torch.nn.Module or skicr.extraction.Backbone
-        The network (eval mode), or the adapter of a diffusers folder.
+        The network (eval mode), or its adapter.
     description : str
         What was loaded, for the report.
     """
     from skicr import models
+    from skicr.extraction import load_backbone as load_any_backbone
 
     if model is None:
+        if arch is not None or vae is not None or class_label is not None:
+            raise CLIError("--arch, --vae and --class-label need --model.")
         return models.load_pretrained("digits", device=device), "skicr digits (shipped)"
     path = Path(model)
     if not path.exists():
         raise CLIError(f"--model {model!r}: no such file or directory.")
+    options = dict(arch=arch, vae=vae, class_label=class_label)
     if path.is_file():
+        plain = all(value is None for value in options.values())
+        if plain and path.suffix != ".pkl":
+            try:
+                return models.load_denoiser(path, device=device), f"weights file {path}"
+            except (ValueError, OSError):
+                pass  # not skicr's own format: a release file?
         try:
-            return models.load_denoiser(path, device=device), f"weights file {path}"
-        except (ValueError, OSError) as exc:
+            backbone = load_any_backbone(path, device=device, **options)
+        except (ValueError, TypeError, OSError, pickle.UnpicklingError) as exc:
             raise CLIError(f"--model {model!r}: {_one_line(exc)}") from None
-    from skicr.extraction import load_backbone as load_diffusers_backbone
-
+        return backbone, f"{type(backbone.module).__name__} from {path}"
+    if arch is not None:
+        raise CLIError("--arch applies to DiT / SiT release files, not to folders.")
     try:
-        return load_diffusers_backbone(path, device=device), f"diffusers model {path}"
+        backbone = load_any_backbone(path, device=device, vae=vae, class_label=class_label)
+        return backbone, f"diffusers model {path}"
     except ImportError:
         raise CLIError(
             f"--model {model!r} is a folder, read as a diffusers model, but diffusers is "
@@ -158,8 +180,21 @@ def add_scan_parser(subparsers):
     )
     d = SCAN_DEFAULTS
     parser.add_argument("--model", default=None,
-                        help="a weights file (.pt from skicr.models.save_denoiser) or a local "
-                             "diffusers UNet2DModel folder; default: the shipped digits denoiser")
+                        help="a weights file (.pt from skicr.models.save_denoiser), an NVlabs "
+                             "EDM pickle (edm-*.pkl, read without running its code), a DiT / "
+                             "SiT release file (SiT-XL-2-256x256.pt) or a local diffusers "
+                             "UNet2DModel folder; default: the shipped digits denoiser")
+    parser.add_argument("--arch", default=None,
+                        help="DiT / SiT release config of --model: SiT-XL/2, DiT-B/4, ... (sizes "
+                             "S, B, L, XL; patches 2, 4, 8), or SiT / DiT to read the sizes from "
+                             "the file; default: read from the file name")
+    parser.add_argument("--vae", default=None,
+                        help="a local diffusers AutoencoderKL folder (e.g. sd-vae-ft-ema) that "
+                             "encodes the images for a DiT / SiT --model; default: the images "
+                             "are latents")
+    parser.add_argument("--class-label", type=int, default=None,
+                        help="class to condition on (default: the null class of DiT / SiT; "
+                             "required for class-conditional EDM pickles)")
     parser.add_argument("--images", default=None,
                         help="a folder of PNG/JPEG images or a .npy array (n, H, W) or "
                              "(n, C, H, W); default: sklearn's digits")
@@ -265,7 +300,8 @@ def run_scan(args):
         raise CLIError("give --layer (one layer) or --layers (a joint search), not both.")
 
     images, y, data_description = load_scan_data(args.images, args.labels, args.n_images, args.seed)
-    backbone, model_description = load_backbone(args.model, device)
+    backbone, model_description = load_backbone(args.model, device, arch=args.arch,
+                                                vae=args.vae, class_label=args.class_label)
     images = _check_channels(images, backbone, args.image_channels)
     _note_training_size(images, backbone)
 
