@@ -565,3 +565,38 @@ def test_cli_release_file_errors(extra, message, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- other release configs
+@pytest.mark.parametrize("options", [
+    dict(embedding_type="fourier", encoder_type="residual", channel_mult_noise=2,
+         resample_filter=(1, 3, 3, 1)),  # NCSN++
+    dict(encoder_type="skip", decoder_type="skip"),
+])
+def test_song_unet_variants_run(options):
+    from skicr.models import SongUNet
+
+    net = SongUNet(16, 3, 3, model_channels=16, channel_mult=(1, 2, 2), num_blocks=1,
+                   attn_resolutions=(8,), **options).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 16, 16), torch.randn(2), None)
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+
+
+def test_vp_and_iddpm_preconditioning_are_consistent():
+    from skicr.models import PrecondIDDPM, PrecondVP
+
+    small = dict(model_channels=16, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(8,))
+    vp = PrecondVP(16, 1, **small).eval()
+    t = torch.tensor([1e-3, 0.1, 0.5, 1.0])
+    torch.testing.assert_close(vp.sigma_inv(vp.sigma(t)), t, rtol=1e-4, atol=1e-6)
+    assert vp.sigma_max == pytest.approx(float(vp.sigma(1)))
+    iddpm = PrecondIDDPM(16, 3, **dict(small, model_channels=32)).eval()
+    assert iddpm.model.out_conv.out_channels == 6  # mean and variance outputs
+    levels = iddpm.u[[0, 10, 500, 998]]
+    torch.testing.assert_close(iddpm.round_sigma(levels), levels)
+    assert iddpm.round_sigma(levels, return_index=True).tolist() == [0, 10, 500, 998]
+    assert torch.all(iddpm.u[:-1] > iddpm.u[1:])  # decreasing noise levels, u[M] = 0
+    with torch.no_grad():
+        out = iddpm(torch.zeros(2, 3, 16, 16), torch.tensor([0.5, 5.0]))
+    assert out.shape == (2, 3, 16, 16)

@@ -228,10 +228,6 @@ EDM_PICKLE_CLASSES = {
 _WRAPPERS = ("EDMPrecond", "VPPrecond", "VEPrecond", "iDDPMPrecond")
 
 
-def _record_class(record):
-    return record.class_name
-
-
 def _unsupported(name, where):
     supported = ", ".join(_WRAPPERS)
     return ValueError(
@@ -243,7 +239,7 @@ def _unsupported(name, where):
 def _collect_tensors(record, module, prefix, out):
     """Walk the record tree next to ``module``, checking class names, gathering tensors."""
     where = prefix.rstrip(".") or "the top level"
-    name = _record_class(record)
+    name = record.class_name
     expected = EDM_PICKLE_CLASSES.get(name)
     if expected is None:
         raise _unsupported(name, where)
@@ -274,7 +270,7 @@ def _collect_tensors(record, module, prefix, out):
         if child_name not in children:
             raise ValueError(
                 f"EDM pickle: the file has a submodule {prefix}{child_name} "
-                f"({_record_class(child)}) that skicr's {type(module).__name__} does not."
+                f"({child.class_name}) that skicr's {type(module).__name__} does not."
             )
         _collect_tensors(child, children[child_name], f"{prefix}{child_name}.", out)
 
@@ -329,7 +325,7 @@ def load_edm_pickle(path, *, key="ema", device=None):
         tensors do not fit the rebuilt network.
     """
     record = _as_network_record(read_edm_pickle(path), key)
-    name = _record_class(record)
+    name = record.class_name
     if name not in _WRAPPERS:
         raise _unsupported(name, f"entry {key!r}")
     if record.version != _PERSISTENCE_VERSION:
