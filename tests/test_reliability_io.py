@@ -580,16 +580,16 @@ def test_scan_on_the_training_size_has_no_size_note(tiny_model, tmp_path, capsys
 # ------------------------------------------------------------- messages: the Python API
 
 
-def test_feature_extractor_on_a_skicr_weights_file_says_how_to_load_it(tiny_model):
-    # skicr.extraction cannot build skicr.models' network itself (models imports extraction)
-    with pytest.raises(ValueError, match=r"skicr weights file.*load_denoiser") as info:
-        FeatureExtractor(tiny_model, layer="mid").fit(np.zeros((2, 16, 16), dtype=np.float32))
-    assert "diffusers" not in str(info.value) and "download" not in str(info.value)
-    # and the advice works
+def test_feature_extractor_on_a_skicr_weights_file_loads_it(tiny_model):
+    # a path to a file goes through skicr.load_backbone (issue 16), which reads skicr's
+    # weights files too: the same views as the loaded network
     images = np.random.default_rng(0).random((6, 16, 16), dtype=np.float32)
+    by_path = FeatureExtractor(tiny_model, layer="mid", n_views=2,
+                               random_state=0).fit_transform(images)
     views = FeatureExtractor(load_denoiser(tiny_model), layer="mid", n_views=2,
                              random_state=0).fit_transform(images)
     assert np.isfinite(views).all()
+    np.testing.assert_array_equal(np.asarray(by_path), np.asarray(views))
 
 
 def test_feature_extractor_on_a_non_weights_file_says_what_it_reads(tmp_path):
