@@ -32,3 +32,22 @@ def test_dual_refuses_what_it_cannot_compute():
         dual_mean_invariant_snr(views, covariance_estimator=MinCovDet())
     with pytest.raises(ValueError, match="method"):
         icr_score(views, method="gram")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gram_blocks_in_chunks_equal_the_direct_products(dtype):
+    from skicr.metrics._dual import gram_blocks
+    from skicr.metrics._statistics import residual_contrast_rows
+
+    views = np.random.default_rng(3).normal(size=(7, 3, 301)).astype(dtype)
+    rows = residual_contrast_rows(views.astype(np.float64))
+    means = views.mean(axis=1, dtype=np.float64)
+    means -= means.mean(axis=0)
+    expected = (rows @ rows.T, rows @ means.T, means @ means.T)
+    # 64-column chunks (the smallest), with a ragged last chunk, and one chunk
+    for chunk_bytes in (1, 10**9):
+        gram_r, cross, gram_m = blocks = gram_blocks(views, chunk_bytes=chunk_bytes)
+        for got, want in zip(blocks, expected):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+        np.testing.assert_array_equal(gram_r, gram_r.T)
+        np.testing.assert_array_equal(gram_m, gram_m.T)
