@@ -51,3 +51,89 @@ def test_gram_blocks_in_chunks_equal_the_direct_products(dtype):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
         np.testing.assert_array_equal(gram_r, gram_r.T)
         np.testing.assert_array_equal(gram_m, gram_m.T)
+
+
+def _wide_views(rng, shape):
+    return rng.normal(size=(shape[0], 1, shape[2])) * np.linspace(0.2, 2, shape[2]) + rng.normal(size=shape)
+
+
+@pytest.mark.parametrize("shape", [(30, 4, 20), (10, 3, 50), (6, 2, 200)], ids=["d<rows", "d>rows", "d>>rows"])
+@pytest.mark.parametrize("estimator", [None, ShrunkCovariance(), LedoitWolf(), OAS()], ids=lambda e: type(e).__name__)
+def test_dual_decomposition_equals_the_primal_spectrum(shape, estimator):
+    from skicr import InvariantResidualDecomposer
+    from skicr.metrics._dual import dual_decompose
+
+    views = _wide_views(np.random.default_rng(0), shape)
+    primal = InvariantResidualDecomposer(covariance_estimator=estimator).fit(views)
+    dual = dual_decompose(views, covariance_estimator=estimator, chunk_bytes=1)
+    assert dual.eigenvalues.shape == (shape[2],)
+    np.testing.assert_allclose(dual.eigenvalues, primal.eigenvalues_, rtol=0, atol=1e-9 * primal.eigenvalues_[0])
+    assert dual.icr == pytest.approx(primal.icr_, rel=1e-10)
+    assert dual.tau == pytest.approx(primal.tau_, rel=1e-12)
+    assert dual.shrinkage_s == pytest.approx(primal.shrinkage_s_, abs=1e-12)
+    assert dual.trace_xi == pytest.approx(primal.trace_xi_, rel=1e-12)
+    np.testing.assert_allclose(dual.mean, primal.mean_, atol=1e-12)
+    # directions: B-normalised eigenvectors of the primal problem
+    directions = dual.directions(5)
+    b = primal.covariance_xi_ + primal.tau_ * np.eye(shape[2])
+    np.testing.assert_allclose(np.einsum("ij,jk,ik->i", directions, b, directions), 1.0, atol=1e-9)
+    np.testing.assert_allclose(directions @ primal.covariance_s_, dual.span_eigenvalues[:5, None] * (directions @ b),
+                               atol=1e-8 * dual.span_eigenvalues[0])
+
+
+def test_dual_heldout_icr_is_the_primal_one_when_the_rows_span_every_direction():
+    from skicr import InvariantResidualDecomposer
+    from skicr.metrics._dual import dual_decompose, dual_heldout_icr
+
+    rng = np.random.default_rng(1)
+    train, test = _wide_views(rng, (30, 4, 20)), _wide_views(rng, (25, 4, 20))
+    for estimator in (None, LedoitWolf()):
+        primal = InvariantResidualDecomposer(covariance_estimator=estimator).fit(train)
+        dual = dual_decompose(train, covariance_estimator=estimator)
+        assert dual_heldout_icr(dual, test, chunk_bytes=1) == pytest.approx(-primal.score(test), rel=1e-10)
+
+
+@pytest.mark.parametrize("estimator", [None, OAS()], ids=lambda e: type(e).__name__)
+def test_dual_heldout_icr_follows_its_definition_with_explicit_d_by_d_matrices(estimator):
+    """Each eigenspace of the training problem scored as one block (ratio of traces)."""
+    from scipy import linalg as sla
+
+    from skicr import InvariantResidualDecomposer
+    from skicr.metrics._dual import dual_decompose, dual_heldout_icr, eigenspace_groups
+
+    rng = np.random.default_rng(2)
+    d = 60
+    train, test = _wide_views(rng, (8, 3, d)), _wide_views(rng, (9, 3, d))
+    fitted = InvariantResidualDecomposer(covariance_estimator=estimator).fit(train)
+    b = fitted.covariance_xi_ + fitted.tau_ * np.eye(d)
+    values, vectors = sla.eigh(fitted.covariance_s_, b)  # all d directions, B-orthonormal
+    values, vectors = values[::-1], vectors[:, ::-1]
+    held = InvariantResidualDecomposer().fit(test)  # plain covariances of the held-out views
+    b_held = held.covariance_xi_ + held.tau_ * np.eye(d)
+    total = 0.0
+    groups = eigenspace_groups(values)
+    for start, stop in groups:
+        w = vectors[:, start:stop]
+        total += (stop - start) * np.trace(w.T @ held.covariance_s_ @ w) / np.trace(w.T @ b_held @ w)
+    expected = 1.0 / (1.0 + total / d)
+    dual = dual_decompose(train, covariance_estimator=estimator)
+    assert dual.basis.shape[1] < d
+    # the wide case really has a degenerate eigenspace of dimension >= d - rank
+    assert max(stop - start for start, stop in groups) >= d - dual.basis.shape[1]
+    assert dual_heldout_icr(dual, test, chunk_bytes=1) == pytest.approx(expected, rel=1e-8)
+
+
+def test_dual_heldout_icr_does_not_depend_on_the_basis_of_a_degenerate_eigenspace():
+    from skicr.metrics._dual import dual_decompose, dual_heldout_icr
+
+    rng = np.random.default_rng(3)
+    train, test = _wide_views(rng, (8, 3, 60)), _wide_views(rng, (9, 3, 60))
+    dual = dual_decompose(train)
+    zero = dual.span_eigenvalues <= 1e-8 * dual.span_eigenvalues[0]
+    assert zero.sum() >= 2
+    rotated = dual.span_vectors.copy()
+    mix, _ = np.linalg.qr(rng.normal(size=(zero.sum(), zero.sum())))
+    rotated[:, zero] = rotated[:, zero] @ mix  # another B-orthonormal basis of that eigenspace
+    before = dual_heldout_icr(dual, test)
+    dual.span_vectors = rotated
+    assert dual_heldout_icr(dual, test) == pytest.approx(before, rel=1e-12)

@@ -22,6 +22,8 @@ of several float64 copies of all ``d`` columns (at ``d = 65536`` and 4096
 rows: 5.6 GiB before, a few hundred MiB now; see ``benchmarks/bench_dual.py``).
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import linalg
 from scipy.linalg import blas
@@ -30,12 +32,57 @@ from ._covariance import is_streaming_estimator, shrinkage_coefficient
 from ._spectrum import singular_ridge, tau_from_trace
 from ._statistics import residual_contrast_rows
 
-__all__ = ["dual_mean_invariant_snr", "gram_blocks"]
+__all__ = [
+    "DualDecomposition", "dual_decompose", "dual_heldout_icr", "dual_mean_invariant_snr",
+    "eigenspace_groups", "gram_blocks",
+]
+
+# eigenvalues closer than this (relative to the largest) are one eigenspace
+EIGENSPACE_RTOL = 1e-8
+# held-out SNR of a direction with invariant variance and no residual at all
+_JITTER = 1e-10
 
 # float64 bytes of one column chunk of the stacked contrast rows and means;
 # large enough that each rank-k update runs at GEMM speed, small next to
 # the Gram itself at the widths where the dual form is used
 CHUNK_BYTES = 64 * 2**20
+
+
+def _chunk_width(n_stacked, d, chunk_bytes):
+    return int(min(d, max(64, chunk_bytes // (8 * n_stacked))))
+
+
+def _stacked_chunks(views, width):
+    """Column chunks ``(start, [R; M])`` of the contrast rows and centred means, float64."""
+    n_images, n_views, d = views.shape
+    n_rows = n_images * (n_views - 1)
+    for start in range(0, d, width):
+        chunk = np.asarray(views[:, :, start:start + width], dtype=np.float64)
+        block = np.empty((n_rows + n_images, chunk.shape[2]), dtype=np.float64)
+        block[:n_rows] = residual_contrast_rows(chunk)
+        means = chunk.mean(axis=1)
+        means -= means.mean(axis=0)
+        block[n_rows:] = means
+        yield start, block
+
+
+def _symmetric_rank_k(gram, block):
+    """``gram += block @ block.T`` in place (lower triangle; Fortran-ordered ``gram``)."""
+    # C-ordered (n, w) is Fortran (w, n): trans=1 gives block @ block.T
+    return blas.dsyrk(1.0, block.T, beta=1.0, c=gram, trans=1, lower=1, overwrite_c=1)
+
+
+def _stacked_gram(views, chunk_bytes=CHUNK_BYTES):
+    """``T T^T`` of the stacked rows ``T = [R; M]``, built over column chunks."""
+    n_images, n_views, d = views.shape
+    n_stacked = n_images * n_views
+    gram = np.zeros((n_stacked, n_stacked), dtype=np.float64, order="F")
+    for _, block in _stacked_chunks(views, _chunk_width(n_stacked, d, chunk_bytes)):
+        gram = _symmetric_rank_k(gram, block)
+    # syrk filled the lower triangle only
+    gram = np.tril(gram)
+    gram += np.tril(gram, -1).T
+    return np.ascontiguousarray(gram)
 
 
 def gram_blocks(views, chunk_bytes=CHUNK_BYTES):
@@ -60,37 +107,17 @@ def gram_blocks(views, chunk_bytes=CHUNK_BYTES):
     gram_m : ndarray of shape (n_images, n_images)
         ``M M^T``.
     """
-    n_images, n_views, d = views.shape
+    n_images, n_views, _ = views.shape
     n_rows = n_images * (n_views - 1)
-    n_stacked = n_rows + n_images
-    width = int(min(d, max(64, chunk_bytes // (8 * n_stacked))))
-    # Fortran order: syrk updates it in place
-    gram = np.zeros((n_stacked, n_stacked), dtype=np.float64, order="F")
-    stacked = np.empty((n_stacked, width), dtype=np.float64)
-    for start in range(0, d, width):
-        chunk = np.asarray(views[:, :, start:start + width], dtype=np.float64)
-        w = chunk.shape[2]
-        block = stacked[:, :w] if w == width else np.empty((n_stacked, w), dtype=np.float64)
-        block[:n_rows] = residual_contrast_rows(chunk)
-        means = chunk.mean(axis=1)
-        means -= means.mean(axis=0)
-        block[n_rows:] = means
-        # C-ordered (n_stacked, w) is Fortran (w, n_stacked): trans=1 gives block @ block.T
-        gram = blas.dsyrk(1.0, block.T, beta=1.0, c=gram, trans=1, lower=1, overwrite_c=1)
-        del chunk, means
-    del stacked, block
-    # syrk filled the lower triangle only
-    gram_r, gram_m = (np.tril(part) + np.tril(part, -1).T
-                      for part in (gram[:n_rows, :n_rows], gram[n_rows:, n_rows:]))
-    cross = np.ascontiguousarray(gram[n_rows:, :n_rows].T)
-    return gram_r, cross, gram_m
+    gram = _stacked_gram(views, chunk_bytes)
+    return gram[:n_rows, :n_rows].copy(), gram[:n_rows, n_rows:].copy(), gram[n_rows:, n_rows:].copy()
 
 
 def _shrunk_form(estimator, gram, n_samples, n_features, dof):
-    """Coefficients (a, b) of ``a X^T X + b I`` for the estimator on rows X."""
+    """``(a, b, ||X||_F^2, shrinkage)`` of ``a X^T X + b I``, the estimator on rows X."""
     norm2 = float(np.trace(gram))
     if estimator is None:
-        return 1.0 / dof, 0.0, norm2
+        return 1.0 / dof, 0.0, norm2, 0.0
     frobenius2 = float(np.sum(gram**2)) / n_samples**2
     fourth = float(np.sum(np.diag(gram) ** 2))
     shrinkage = shrinkage_coefficient(
@@ -98,7 +125,9 @@ def _shrunk_form(estimator, gram, n_samples, n_features, dof):
     )
     # shrink at n_samples, then move to `dof` degrees of freedom
     scale = n_samples / dof
-    return (1.0 - shrinkage) / n_samples * scale, shrinkage * norm2 / (n_samples * n_features) * scale, norm2
+    a = (1.0 - shrinkage) / n_samples * scale
+    b = shrinkage * norm2 / (n_samples * n_features) * scale
+    return a, b, norm2, float(shrinkage)
 
 
 def dual_mean_invariant_snr(views, tau_abs=None, *, tau=1e-3, tau_mode="relative", covariance_estimator=None):
@@ -130,8 +159,8 @@ def dual_mean_invariant_snr(views, tau_abs=None, *, tau=1e-3, tau_mode="relative
     n_images, _, d = views.shape
     gram_r, cross, gram_m = gram_blocks(views)
     n_rows = gram_r.shape[0]
-    a_x, b_x, norm_r2 = _shrunk_form(covariance_estimator, gram_r, n_rows, d, n_rows)
-    a_s, b_s, norm_m2 = _shrunk_form(covariance_estimator, gram_m, n_images, d, n_images - 1)
+    a_x, b_x, norm_r2, _ = _shrunk_form(covariance_estimator, gram_r, n_rows, d, n_rows)
+    a_s, b_s, norm_m2, _ = _shrunk_form(covariance_estimator, gram_m, n_images, d, n_images - 1)
     trace_xi = a_x * norm_r2 + d * b_x
     trace_s = a_s * norm_m2 + d * b_s
     if tau_abs is None:
@@ -148,3 +177,256 @@ def dual_mean_invariant_snr(views, tau_abs=None, *, tau=1e-3, tau_mode="relative
         inverse_trace = d - a_x * float(np.trace(linalg.cho_solve(factor, gram_r, check_finite=False)))
         total += b_s * inverse_trace
     return max(total / (c * d), 0.0)
+
+
+# ---------------------------------------------------------------------------
+# the whole decomposition in the span of the training rows
+@dataclass
+class DualDecomposition:
+    """The invariant-residual decomposition of views wider than their rows.
+
+    Every covariance of the dual form is ``a X^T X + b I`` with ``X`` rows of
+    ``T = [R; M]``, so the generalized problem splits exactly into the span
+    of the training rows (dimension ``rank <= n_images * n_views``), where it
+    is solved in an orthonormal basis ``Q`` of that span, and its orthogonal
+    complement, where both sides are multiples of the identity
+    (``Sigma_s = b_s I``, ``Sigma_xi + tau I = c I``): one eigenvalue
+    ``b_s / c`` of multiplicity ``d - rank`` (0 without shrinkage of Sigma_s).
+    Nothing of size ``d x d`` is formed; ``basis`` is ``d x rank``.
+
+    Attributes
+    ----------
+    basis : ndarray of shape (d, rank)
+        Orthonormal basis ``Q`` of the span of the training rows.
+    span_eigenvalues : ndarray of shape (rank,)
+        Eigenvalues in the span, descending.
+    span_vectors : ndarray of shape (rank, rank)
+        Their eigenvectors in the basis, one per column,
+        ``a^T Q^T (Sigma_xi + tau I) Q a = 1``.
+    complement_eigenvalue : float
+        ``b_s / c``, the eigenvalue of every direction outside the span.
+    complement_scale : float
+        ``c``: ``Sigma_xi + tau I`` is ``c I`` outside the span.
+    eigenvalues : ndarray of shape (d,)
+        All ``d`` eigenvalues, descending.
+    tau, mean_snr, icr, trace_s, trace_xi, shrinkage_s, shrinkage_xi : float
+        As for the primal decomposition.
+    mean : ndarray of shape (d,)
+        Mean of the image means.
+    """
+
+    basis: np.ndarray
+    span_eigenvalues: np.ndarray
+    span_vectors: np.ndarray
+    complement_eigenvalue: float
+    complement_scale: float
+    eigenvalues: np.ndarray
+    tau: float
+    mean_snr: float
+    icr: float
+    trace_s: float
+    trace_xi: float
+    shrinkage_s: float
+    shrinkage_xi: float
+    mean: np.ndarray
+
+    def directions(self, n_components=None):
+        """The top Fisher directions in the span, one per row, ``v^T (Sigma_xi + tau I) v = 1``.
+
+        Parameters
+        ----------
+        n_components : int or None
+            How many; None gives all ``rank`` directions of the span.
+
+        Returns
+        -------
+        directions : ndarray of shape (n_components, d)
+        """
+        k = self.span_vectors.shape[1] if n_components is None else min(n_components, self.span_vectors.shape[1])
+        return (self.basis @ self.span_vectors[:, :k]).T
+
+
+def _basis_coefficients(gram):
+    """``Y = U sqrt(L)`` and ``C = U / sqrt(L)`` of ``gram = U L U^T`` on its numerical range.
+
+    The rows of ``T`` are ``Y Q^T`` in the orthonormal basis ``Q = T^T C`` of their span.
+    """
+    values, vectors = linalg.eigh(gram, check_finite=False, driver="evd")
+    keep = values > max(values[-1], 0.0) * gram.shape[0] * np.finfo(np.float64).eps * 10
+    values, vectors = values[keep][::-1], vectors[:, keep][:, ::-1]
+    root = np.sqrt(values)
+    return vectors * root, vectors / root
+
+
+def dual_decompose(views, *, tau=1e-3, tau_mode="relative", covariance_estimator=None,
+                   chunk_bytes=CHUNK_BYTES):
+    """Spectrum, Fisher directions and ICR of wide views through ``(rows x rows)`` problems.
+
+    Agrees with the primal decomposition (eigenvalues, directions up to the
+    choice of basis inside degenerate eigenspaces, ICR) wherever both fit.
+
+    Parameters
+    ----------
+    views : ndarray of shape (n_images, n_views, n_features)
+        Validated grouped views.
+    tau : float, default=1e-3
+    tau_mode : {"relative", "absolute"}, default="relative"
+    covariance_estimator : None or EmpiricalCovariance, ShrunkCovariance, LedoitWolf, OAS
+    chunk_bytes : int, default=CHUNK_BYTES
+        Float64 bytes of one column chunk (see :func:`gram_blocks`).
+
+    Returns
+    -------
+    result : DualDecomposition
+    """
+    if not is_streaming_estimator(covariance_estimator):
+        raise ValueError(
+            f"The dual (Gram) form supports None, EmpiricalCovariance, ShrunkCovariance, "
+            f"LedoitWolf and OAS; got {type(covariance_estimator).__name__}."
+        )
+    n_images, n_views, d = views.shape
+    n_rows = n_images * (n_views - 1)
+    gram = _stacked_gram(views, chunk_bytes)
+    a_x, b_x, norm_r2, shrinkage_xi = _shrunk_form(covariance_estimator, gram[:n_rows, :n_rows], n_rows, d, n_rows)
+    a_s, b_s, norm_m2, shrinkage_s = _shrunk_form(
+        covariance_estimator, gram[n_rows:, n_rows:], n_images, d, n_images - 1,
+    )
+    trace_xi = a_x * norm_r2 + d * b_x
+    trace_s = a_s * norm_m2 + d * b_s
+    tau_abs = tau_from_trace(trace_xi, d, tau, tau_mode)
+    c = b_x + tau_abs
+    if not c > np.finfo(np.float64).eps * max(trace_xi, trace_s) / d:
+        c = b_x + tau_abs + singular_ridge(trace_xi, trace_s, d, tau_abs)
+    coordinates, coefficients = _basis_coefficients(gram)
+    del gram
+    rank = coordinates.shape[1]
+    y_r, y_m = coordinates[:n_rows], coordinates[n_rows:]
+    residual = a_x * (y_r.T @ y_r)
+    residual.flat[:: rank + 1] += c
+    signal = a_s * (y_m.T @ y_m)
+    signal.flat[:: rank + 1] += b_s
+    span_eigenvalues, span_vectors = linalg.eigh(signal, residual, check_finite=False)
+    order = np.argsort(span_eigenvalues)[::-1]
+    span_eigenvalues, span_vectors = np.clip(span_eigenvalues[order], 0.0, None), span_vectors[:, order]
+    complement = b_s / c
+    eigenvalues = np.sort(np.concatenate([span_eigenvalues, np.full(d - rank, complement)]))[::-1]
+    # Q = T^T C, column chunk by column chunk
+    basis = np.empty((d, rank), dtype=np.float64)
+    for start, block in _stacked_chunks(views, _chunk_width(n_rows + n_images, d, chunk_bytes)):
+        basis[start:start + block.shape[1]] = block.T @ coefficients
+    mean_snr = float((span_eigenvalues.sum() + (d - rank) * complement) / d)
+    return DualDecomposition(
+        basis=basis,
+        span_eigenvalues=span_eigenvalues,
+        span_vectors=span_vectors,
+        complement_eigenvalue=float(complement),
+        complement_scale=float(c),
+        eigenvalues=eigenvalues,
+        tau=float(tau_abs),
+        mean_snr=mean_snr,
+        icr=float(1.0 / (1.0 + mean_snr)),
+        trace_s=float(trace_s),
+        trace_xi=float(trace_xi),
+        shrinkage_s=shrinkage_s,
+        shrinkage_xi=shrinkage_xi,
+        mean=views.mean(axis=(0, 1), dtype=np.float64),
+    )
+
+
+def eigenspace_groups(eigenvalues, rtol=EIGENSPACE_RTOL):
+    """Start and stop of each run of (numerically) equal eigenvalues, sorted descending.
+
+    Parameters
+    ----------
+    eigenvalues : ndarray of shape (k,)
+        Descending.
+    rtol : float, default=EIGENSPACE_RTOL
+        Eigenvalues closer than ``rtol`` times the largest one are one eigenspace.
+
+    Returns
+    -------
+    groups : list of (start, stop)
+    """
+    if len(eigenvalues) == 0:
+        return []
+    tol = rtol * max(float(eigenvalues[0]), np.finfo(np.float64).tiny)
+    cuts = np.flatnonzero(-np.diff(eigenvalues) > tol) + 1
+    bounds = [0, *cuts.tolist(), len(eigenvalues)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def dual_heldout_icr(decomposition, views, *, tau=1e-3, tau_mode="relative", chunk_bytes=CHUNK_BYTES):
+    """Held-out ICR of new views for a :class:`DualDecomposition`, never forming ``d x d``.
+
+    The new views' plain (unbiased empirical) covariances ``S_s'``, ``S_xi'``
+    and ridge ``tau'`` (the fit's rule) are read along the training Fisher
+    directions. Every eigenspace ``E`` of the training problem is scored as
+    one block: with ``W_E`` a basis of ``E`` normalised by the training
+    ``Sigma_xi + tau I``, it contributes ``dim E`` times
+
+        tr(W_E^T S_s' W_E) / tr(W_E^T (S_xi' + tau' I) W_E),
+
+    which depends on no choice of basis inside ``E``. A simple eigenvalue
+    gives the usual Rayleigh quotient ``w^T S_s' w / w^T (S_xi' + tau' I) w``
+    (the primal held-out score). Degenerate eigenspaces are what wide
+    features bring: the ``d - rank`` directions outside the span of the
+    training rows share one eigenvalue, and without shrinkage the directions
+    of the span without invariant variance share the eigenvalue 0 (the two
+    are one eigenspace then); scoring their directions one by one would
+    depend on an arbitrary basis. Then
+
+        ICR' = 1 / (1 + sum_E dim(E) ratio_E / d).
+
+    Parameters
+    ----------
+    decomposition : DualDecomposition
+        Fitted on the training views.
+    views : ndarray of shape (n_images, n_views, n_features)
+        Held-out views (validated; at least 2 images).
+    tau : float, default=1e-3
+    tau_mode : {"relative", "absolute"}, default="relative"
+    chunk_bytes : int, default=CHUNK_BYTES
+
+    Returns
+    -------
+    icr : float
+    """
+    basis = decomposition.basis
+    d, rank = basis.shape
+    n_images, n_views, _ = views.shape
+    n_rows = n_images * (n_views - 1)
+    n_stacked = n_rows + n_images
+    coordinates = np.zeros((n_stacked, rank))
+    norms = np.zeros(n_stacked)
+    for start, block in _stacked_chunks(views, _chunk_width(n_stacked + rank, d, chunk_bytes)):
+        coordinates += block @ basis[start:start + block.shape[1]]
+        norms += np.einsum("ij,ij->i", block, block)
+    y_r, y_m = coordinates[:n_rows], coordinates[n_rows:]
+    norm_r2, norm_m2 = float(norms[:n_rows].sum()), float(norms[n_rows:].sum())
+    tau_abs = tau_from_trace(norm_r2 / n_rows, d, tau, tau_mode)
+    vectors = decomposition.span_vectors  # directions w_i = Q a_i
+    signal = np.sum((y_m @ vectors) ** 2, axis=0) / (n_images - 1)
+    noise = np.sum((y_r @ vectors) ** 2, axis=0) / n_rows + tau_abs * np.sum(vectors**2, axis=0)
+    # (eigenvalue, dim, signal trace, noise trace) of each eigenspace
+    blocks = [[decomposition.span_eigenvalues[a], b - a, signal[a:b].sum(), noise[a:b].sum()]
+              for a, b in eigenspace_groups(decomposition.span_eigenvalues)]
+    if d > rank:
+        # outside the span: B = c I, so W = (orthonormal basis) / sqrt(c)
+        c = decomposition.complement_scale
+        outside_s = max(norm_m2 - float(np.sum(y_m**2)), 0.0) / (n_images - 1) / c
+        outside_xi = (max(norm_r2 - float(np.sum(y_r**2)), 0.0) / n_rows + tau_abs * (d - rank)) / c
+        top = max(decomposition.span_eigenvalues[0] if rank else 0.0, decomposition.complement_eigenvalue)
+        same = [blk for blk in blocks
+                if abs(blk[0] - decomposition.complement_eigenvalue) <= EIGENSPACE_RTOL * max(top, np.finfo(float).tiny)]
+        if same:
+            same[0][1:] = [same[0][1] + d - rank, same[0][2] + outside_s, same[0][3] + outside_xi]
+        else:
+            blocks.append([decomposition.complement_eigenvalue, d - rank, outside_s, outside_xi])
+    tiny = np.finfo(np.float64).tiny
+    total = 0.0
+    for _, dim, signal_trace, noise_trace in blocks:
+        if noise_trace > tiny:
+            total += dim * max(signal_trace, 0.0) / noise_trace
+        elif signal_trace > tiny:  # no residual at all: perfectly invariant
+            total += dim / _JITTER
+    return float(1.0 / (1.0 + total / d))
