@@ -10,6 +10,8 @@ HERE = Path(__file__).resolve().parent
 SECTIONS = [
     ("core.md", "Numerical core", "benchmarks/bench_core.py"),
     ("dual.md", "Primal vs dual (Gram) ICR for high-dimensional features", "benchmarks/bench_dual.py"),
+    ("dual_memory.md", "Dual form: peak memory of the Gram construction, before and after chunking",
+     "benchmarks/bench_dual.py --memory-only"),
     ("extraction.md", "Feature extraction", "benchmarks/bench_extraction.py"),
     ("selector.md", "Noise-level selection", "benchmarks/bench_selector.py"),
     ("layer_sigma.md", "Joint layer x sigma selection", "benchmarks/layer_sigma_study.py"),
