@@ -7,7 +7,10 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .metrics import GroupedViewStatistics, accumulate, decompose, heldout_icr, is_streaming_estimator
+from .metrics import (
+    GroupedViewStatistics, accumulate, decompose, dual_decompose, dual_heldout_icr, heldout_icr,
+    is_streaming_estimator,
+)
 from ._utils.validation import check_streaming_estimator
 from .views import infer_n_views, resolve_n_views, split_views
 
@@ -69,16 +72,26 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         Images used in the fit.
     mean_ : ndarray of shape (d,)
         Mean of the image means.
-    covariance_s_ : ndarray of shape (d, d)
-        Invariant covariance Sigma_s.
-    covariance_xi_ : ndarray of shape (d, d)
-        Residual covariance Sigma_xi.
+    covariance_s_ : ndarray of shape (d, d) or None
+        Invariant covariance Sigma_s; None in the dual form.
+    covariance_xi_ : ndarray of shape (d, d) or None
+        Residual covariance Sigma_xi; None in the dual form.
+    solver_ : {"primal", "dual"}
+        "dual" when the features are wider than the residual rows
+        (``d > N (V - 1)``), the covariance estimator streams (None,
+        ``EmpiricalCovariance``, ``ShrunkCovariance``, ``LedoitWolf``, ``OAS``)
+        and ``bias_correction=False``: the problem is solved exactly in the
+        span of the training rows plus its isotropic complement, through
+        ``(N V) x (N V)`` Gram matrices, and no ``d x d`` matrix is formed
+        (see :ref:`the user guide <dual-form>`). "primal" otherwise.
     tau_ : float
         Absolute ridge used.
     eigenvalues_ : ndarray of shape (d,)
         All generalized eigenvalues (invariant SNRs), descending.
     components_ : ndarray of shape (n_components, d)
-        Fisher directions, one per row, ``v^T (Sigma_xi + tau I) v = 1``.
+        Fisher directions, one per row, ``v^T (Sigma_xi + tau I) v = 1``. In
+        the dual form only the directions in the span of the training rows
+        (at most ``N V - 1``) are available.
     n_components_ : int
         Number of directions kept.
     icr_ : float
@@ -183,6 +196,10 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         self._validate_params()
         views = self._validate_views(X, reset=True)
+        if self._dual_applies(views.shape):
+            self._set_fitted_dual(views)
+            return self
+        self.__dict__.pop("_dual", None)
         self._stats = accumulate(views)
         needs_rows = not is_streaming_estimator(self.covariance_estimator)
         self._set_fitted(views if needs_rows else None)
@@ -207,6 +224,12 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self : InvariantResidualDecomposer
             The estimator, with statistics of all images seen so far.
         """
+        if getattr(self, "solver_", None) == "dual":
+            raise ValueError(
+                "This decomposer was fitted in the dual form (more features than residual rows), "
+                "which keeps no d x d statistics to add to; partial_fit needs d <= N (V - 1) or a "
+                "fresh estimator."
+            )
         first = not hasattr(self, "_stats")
         if first:
             self._validate_params()
@@ -277,7 +300,42 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self._set_fitted(None)
         return self
 
+    def _dual_applies(self, shape):
+        """The dual form: wider than the residual rows, and an estimator of the form a X^T X + b I."""
+        n_images, n_views, d = shape
+        return (d > n_images * (n_views - 1) and not self.bias_correction
+                and is_streaming_estimator(self.covariance_estimator))
+
+    def _set_fitted_dual(self, views):
+        result = dual_decompose(
+            views, tau=self.tau, tau_mode=self.tau_mode, covariance_estimator=self.covariance_estimator,
+        )
+        self.__dict__.pop("_stats", None)
+        self._dual = result
+        self.solver_ = "dual"
+        d = views.shape[2]
+        self.n_features_view_ = d
+        self.n_images_seen_ = views.shape[0]
+        self.mean_ = result.mean
+        self.covariance_s_ = self.covariance_xi_ = None
+        self.tau_ = result.tau
+        self.eigenvalues_ = result.eigenvalues
+        self._directions = None
+        rank = result.span_vectors.shape[1]
+        self.n_components_ = rank if self.n_components is None else min(self.n_components, rank)
+        self.components_ = result.directions(self.n_components_)
+        self.icr_ = result.icr
+        self.mean_snr_ = result.mean_snr
+        self.trace_s_ = result.trace_s
+        self.trace_xi_ = result.trace_xi
+        self.expansion_ = self.trace_s_ + self.trace_xi_
+        self.invariant_share_ = self.trace_s_ / self.expansion_ if self.expansion_ > 0 else 0.0
+        self.shrinkage_s_ = result.shrinkage_s
+        self.shrinkage_xi_ = result.shrinkage_xi
+        self._n_features_out = self.n_components_
+
     def _set_fitted(self, views):
+        self.solver_ = "primal"
         result = decompose(
             self._stats, tau=self.tau, tau_mode=self.tau_mode,
             covariance_estimator=self.covariance_estimator,
@@ -333,7 +391,12 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         covariances keeps a comparison of shrinkage choices fair (an
         estimator does not get to regularise the data it is judged on). With
         ``covariance_estimator=None`` and the training data, this is ``-icr_``.
-        Greater is better, as sklearn expects.
+        In the dual form (``solver_ == "dual"``) each degenerate eigenspace of
+        the training problem, among them the directions outside the span of
+        the training rows, is scored as one block by its ratio of traces, so
+        that the score depends on no arbitrary basis (see
+        :ref:`the user guide <dual-form>`). Greater is better, as sklearn
+        expects.
 
         Parameters
         ----------
@@ -349,6 +412,8 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         check_is_fitted(self, "components_")
         views = self._validate_views(X, reset=False)
+        if self.solver_ == "dual":
+            return -dual_heldout_icr(self._dual, views, tau=self.tau, tau_mode=self.tau_mode)
         return -heldout_icr(
             self._directions, views, tau=self.tau, tau_mode=self.tau_mode,
             covariance_estimator=None, bias_correction=self.bias_correction,

@@ -53,6 +53,13 @@ def test_gram_blocks_in_chunks_equal_the_direct_products(dtype):
         np.testing.assert_array_equal(gram_m, gram_m.T)
 
 
+def _primal(views, estimator=None):
+    """The primal (d x d) decomposition of the functional core, whatever d."""
+    from skicr.metrics._icr import accumulate, decompose
+
+    return decompose(accumulate(views), covariance_estimator=estimator)
+
+
 def _wide_views(rng, shape):
     return rng.normal(size=(shape[0], 1, shape[2])) * np.linspace(0.2, 2, shape[2]) + rng.normal(size=shape)
 
@@ -60,24 +67,23 @@ def _wide_views(rng, shape):
 @pytest.mark.parametrize("shape", [(30, 4, 20), (10, 3, 50), (6, 2, 200)], ids=["d<rows", "d>rows", "d>>rows"])
 @pytest.mark.parametrize("estimator", [None, ShrunkCovariance(), LedoitWolf(), OAS()], ids=lambda e: type(e).__name__)
 def test_dual_decomposition_equals_the_primal_spectrum(shape, estimator):
-    from skicr import InvariantResidualDecomposer
     from skicr.metrics._dual import dual_decompose
 
     views = _wide_views(np.random.default_rng(0), shape)
-    primal = InvariantResidualDecomposer(covariance_estimator=estimator).fit(views)
+    primal = _primal(views, estimator)
     dual = dual_decompose(views, covariance_estimator=estimator, chunk_bytes=1)
     assert dual.eigenvalues.shape == (shape[2],)
-    np.testing.assert_allclose(dual.eigenvalues, primal.eigenvalues_, rtol=0, atol=1e-9 * primal.eigenvalues_[0])
-    assert dual.icr == pytest.approx(primal.icr_, rel=1e-10)
-    assert dual.tau == pytest.approx(primal.tau_, rel=1e-12)
-    assert dual.shrinkage_s == pytest.approx(primal.shrinkage_s_, abs=1e-12)
-    assert dual.trace_xi == pytest.approx(primal.trace_xi_, rel=1e-12)
-    np.testing.assert_allclose(dual.mean, primal.mean_, atol=1e-12)
+    np.testing.assert_allclose(dual.eigenvalues, primal.eigenvalues, rtol=0, atol=1e-9 * primal.eigenvalues[0])
+    assert dual.icr == pytest.approx(primal.icr, rel=1e-10)
+    assert dual.tau == pytest.approx(primal.tau, rel=1e-12)
+    assert dual.shrinkage_s == pytest.approx(primal.shrinkage_s, abs=1e-12)
+    assert dual.trace_xi == pytest.approx(np.trace(primal.covariance_xi), rel=1e-12)
+    np.testing.assert_allclose(dual.mean, views.mean(axis=(0, 1)), atol=1e-12)
     # directions: B-normalised eigenvectors of the primal problem
     directions = dual.directions(5)
-    b = primal.covariance_xi_ + primal.tau_ * np.eye(shape[2])
+    b = primal.covariance_xi + primal.tau * np.eye(shape[2])
     np.testing.assert_allclose(np.einsum("ij,jk,ik->i", directions, b, directions), 1.0, atol=1e-9)
-    np.testing.assert_allclose(directions @ primal.covariance_s_, dual.span_eigenvalues[:5, None] * (directions @ b),
+    np.testing.assert_allclose(directions @ primal.covariance_s, dual.span_eigenvalues[:5, None] * (directions @ b),
                                atol=1e-8 * dual.span_eigenvalues[0])
 
 
@@ -98,23 +104,22 @@ def test_dual_heldout_icr_follows_its_definition_with_explicit_d_by_d_matrices(e
     """Each eigenspace of the training problem scored as one block (ratio of traces)."""
     from scipy import linalg as sla
 
-    from skicr import InvariantResidualDecomposer
     from skicr.metrics._dual import dual_decompose, dual_heldout_icr, eigenspace_groups
 
     rng = np.random.default_rng(2)
     d = 60
     train, test = _wide_views(rng, (8, 3, d)), _wide_views(rng, (9, 3, d))
-    fitted = InvariantResidualDecomposer(covariance_estimator=estimator).fit(train)
-    b = fitted.covariance_xi_ + fitted.tau_ * np.eye(d)
-    values, vectors = sla.eigh(fitted.covariance_s_, b)  # all d directions, B-orthonormal
+    fitted = _primal(train, estimator)
+    b = fitted.covariance_xi + fitted.tau * np.eye(d)
+    values, vectors = sla.eigh(fitted.covariance_s, b)  # all d directions, B-orthonormal
     values, vectors = values[::-1], vectors[:, ::-1]
-    held = InvariantResidualDecomposer().fit(test)  # plain covariances of the held-out views
-    b_held = held.covariance_xi_ + held.tau_ * np.eye(d)
+    held = _primal(test)  # plain covariances of the held-out views
+    b_held = held.covariance_xi + held.tau * np.eye(d)
     total = 0.0
     groups = eigenspace_groups(values)
     for start, stop in groups:
         w = vectors[:, start:stop]
-        total += (stop - start) * np.trace(w.T @ held.covariance_s_ @ w) / np.trace(w.T @ b_held @ w)
+        total += (stop - start) * np.trace(w.T @ held.covariance_s @ w) / np.trace(w.T @ b_held @ w)
     expected = 1.0 / (1.0 + total / d)
     dual = dual_decompose(train, covariance_estimator=estimator)
     assert dual.basis.shape[1] < d
@@ -137,3 +142,38 @@ def test_dual_heldout_icr_does_not_depend_on_the_basis_of_a_degenerate_eigenspac
     before = dual_heldout_icr(dual, test)
     dual.span_vectors = rotated
     assert dual_heldout_icr(dual, test) == pytest.approx(before, rel=1e-12)
+
+
+def test_decomposer_takes_the_dual_form_when_d_exceeds_the_residual_rows():
+    from skicr import ICRScorer, InvariantResidualDecomposer
+    from skicr.metrics._icr import accumulate, decompose
+
+    rng = np.random.default_rng(4)
+    views = _wide_views(rng, (12, 3, 40))  # 24 residual rows < 40 features
+    held = _wide_views(rng, (10, 3, 40))
+    dec = InvariantResidualDecomposer(n_components=4, covariance_estimator=LedoitWolf()).fit(views)
+    assert dec.solver_ == "dual" and dec.covariance_s_ is None
+    primal = decompose(accumulate(views), covariance_estimator=LedoitWolf())
+    np.testing.assert_allclose(dec.eigenvalues_, primal.eigenvalues, atol=1e-9 * primal.eigenvalues[0])
+    assert dec.icr_ == pytest.approx(primal.icr, rel=1e-10)
+    assert dec.trace_s_ == pytest.approx(np.trace(primal.covariance_s), rel=1e-12)
+    # top directions agree with the primal ones up to sign (simple eigenvalues)
+    signs = np.sign(np.sum(dec.components_ * primal.directions[:4], axis=1))
+    np.testing.assert_allclose(dec.components_ * signs[:, None], primal.directions[:4], atol=1e-7)
+    assert dec.transform(held).shape == (10, 4)
+    score = ICRScorer()(dec, held)
+    assert -1 < score < 0 and np.isfinite(score)
+    with pytest.raises(ValueError, match="dual form"):
+        dec.partial_fit(held)
+    # narrow data stays primal; bias correction needs the d x d matrix
+    assert InvariantResidualDecomposer().fit(views[:, :, :20]).solver_ == "primal"
+    assert InvariantResidualDecomposer(bias_correction=True).fit(views).solver_ == "primal"
+
+
+def test_decomposer_dual_in_sample_score_is_the_in_sample_icr():
+    from skicr import InvariantResidualDecomposer
+
+    views = _wide_views(np.random.default_rng(5), (10, 2, 64))
+    dec = InvariantResidualDecomposer().fit(views)
+    assert dec.solver_ == "dual"
+    assert -dec.score(views) == pytest.approx(dec.icr_, rel=1e-9)

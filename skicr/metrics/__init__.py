@@ -14,7 +14,7 @@ from ._covariance import (
     shrinkage_coefficient,
     shrunk_from_moments,
 )
-from ._dual import dual_mean_invariant_snr
+from ._dual import DualDecomposition, dual_decompose, dual_heldout_icr, dual_mean_invariant_snr
 from ._icr import Decomposition, accumulate, decompose, heldout_icr, icr_score
 from ._spectrum import (
     SingularResidualWarning,
@@ -39,6 +39,9 @@ __all__ = [
     "alpha_req",
     "check_grouped_views",
     "decompose",
+    "DualDecomposition",
+    "dual_decompose",
+    "dual_heldout_icr",
     "dual_mean_invariant_snr",
     "effective_rank",
     "estimate_covariances",
