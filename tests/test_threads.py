@@ -1,0 +1,56 @@
+"""The thread-defaults home: small work on one thread, explicit choices respected."""
+
+import pytest
+import torch
+from threadpoolctl import threadpool_info
+
+from skicr._utils import threads as thread_defaults
+
+
+@pytest.fixture
+def defaults_untouched(monkeypatch):
+    """As if the user had fixed nothing: no thread variables, torch at its import-time count."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setattr(thread_defaults, "_TORCH_THREADS_AT_IMPORT", 2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _blas_threads():
+    return {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+
+
+def test_network_threads_follow_the_parameter_count():
+    small = torch.nn.Linear(10, 10)
+    large = torch.nn.Linear(2500, 2500)  # 6.25M parameters
+    assert thread_defaults.network_threads(small) == 1
+    assert thread_defaults.network_threads(large) == thread_defaults.available_cores()
+
+
+def test_torch_threads_lowers_then_restores(defaults_untouched):
+    with thread_defaults.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with thread_defaults.torch_threads(None):
+        assert torch.get_num_threads() == 2
+
+
+def test_explicit_choices_win(defaults_untouched, monkeypatch):
+    torch.set_num_threads(1)  # the user's call after import
+    assert thread_defaults.user_chose_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert thread_defaults.user_chose_threads()
+    with thread_defaults.torch_threads(1):
+        assert torch.get_num_threads() == 2
+
+
+def test_blas_threads_limit_small_matrices_only(defaults_untouched):
+    with thread_defaults.blas_threads(64):
+        assert _blas_threads() == {1}
+    outside = _blas_threads()
+    with thread_defaults.blas_threads(thread_defaults.SMALL_MATRIX_FEATURES):
+        assert _blas_threads() == outside
