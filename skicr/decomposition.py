@@ -13,6 +13,7 @@ from .metrics import (
 )
 from ._utils.validation import check_streaming_estimator
 from .views import infer_n_views, resolve_n_views, split_views
+from ._utils.threads import blas_threads
 
 __all__ = ["InvariantResidualDecomposer"]
 
@@ -196,13 +197,15 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         self._validate_params()
         views = self._validate_views(X, reset=True)
-        if self._dual_applies(views.shape):
-            self._set_fitted_dual(views)
-            return self
-        self.__dict__.pop("_dual", None)
-        self._stats = accumulate(views)
-        needs_rows = not is_streaming_estimator(self.covariance_estimator)
-        self._set_fitted(views if needs_rows else None)
+        # narrow matrices: one BLAS thread (skicr._utils.threads)
+        with blas_threads(views.shape[2]):
+            if self._dual_applies(views.shape):
+                self._set_fitted_dual(views)
+                return self
+            self.__dict__.pop("_dual", None)
+            self._stats = accumulate(views)
+            needs_rows = not is_streaming_estimator(self.covariance_estimator)
+            self._set_fitted(views if needs_rows else None)
         return self
 
     def partial_fit(self, X, y=None):
@@ -412,12 +415,13 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         check_is_fitted(self, "components_")
         views = self._validate_views(X, reset=False)
-        if self.solver_ == "dual":
-            return -dual_heldout_icr(self._dual, views, tau=self.tau, tau_mode=self.tau_mode)
-        return -heldout_icr(
-            self._directions, views, tau=self.tau, tau_mode=self.tau_mode,
-            covariance_estimator=None, bias_correction=self.bias_correction,
-        )
+        with blas_threads(views.shape[2]):
+            if self.solver_ == "dual":
+                return -dual_heldout_icr(self._dual, views, tau=self.tau, tau_mode=self.tau_mode)
+            return -heldout_icr(
+                self._directions, views, tau=self.tau, tau_mode=self.tau_mode,
+                covariance_estimator=None, bias_correction=self.bias_correction,
+            )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
