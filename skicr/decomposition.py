@@ -324,9 +324,9 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self.tau_ = result.tau
         self.eigenvalues_ = result.eigenvalues
         self._directions = None
-        rank = result.span_vectors.shape[1]
+        rank = result.rank
         self.n_components_ = rank if self.n_components is None else min(self.n_components, rank)
-        self.components_ = result.directions(self.n_components_)
+        self._components = None  # built from the training views on first use (d x n_components)
         self.icr_ = result.icr
         self.mean_snr_ = result.mean_snr
         self.trace_s_ = result.trace_s
@@ -336,6 +336,19 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self.shrinkage_s_ = result.shrinkage_s
         self.shrinkage_xi_ = result.shrinkage_xi
         self._n_features_out = self.n_components_
+
+    @property
+    def components_(self):
+        """Fisher directions, one per row (see the class docstring)."""
+        if "_components" not in self.__dict__:
+            raise AttributeError("'InvariantResidualDecomposer' object has no attribute 'components_'")
+        if self._components is None:
+            self._components = self._dual.directions(self.n_components_)
+        return self._components
+
+    @components_.setter
+    def components_(self, value):
+        self._components = value
 
     def _set_fitted(self, views):
         self.solver_ = "primal"
@@ -413,7 +426,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         score : float
             ``-ICR``, in [-1, 0).
         """
-        check_is_fitted(self, "components_")
+        check_is_fitted(self, "icr_")
         views = self._validate_views(X, reset=False)
         with blas_threads(views.shape[2]):
             if self.solver_ == "dual":

@@ -181,7 +181,7 @@ def dual_mean_invariant_snr(views, tau_abs=None, *, tau=1e-3, tau_mode="relative
 
 # ---------------------------------------------------------------------------
 # the whole decomposition in the span of the training rows
-@dataclass
+@dataclass(eq=False)
 class DualDecomposition:
     """The invariant-residual decomposition of views wider than their rows.
 
@@ -192,12 +192,16 @@ class DualDecomposition:
     complement, where both sides are multiples of the identity
     (``Sigma_s = b_s I``, ``Sigma_xi + tau I = c I``): one eigenvalue
     ``b_s / c`` of multiplicity ``d - rank`` (0 without shrinkage of Sigma_s).
-    Nothing of size ``d x d`` is formed; ``basis`` is ``d x rank``.
+    Nothing of size ``d x d`` is formed, and the basis ``Q = T^T C`` itself is
+    never built either: directions and held-out coordinates go through the
+    training views (kept by reference) and ``C``.
 
     Attributes
     ----------
-    basis : ndarray of shape (d, rank)
-        Orthonormal basis ``Q`` of the span of the training rows.
+    views : ndarray of shape (n_images, n_views, d)
+        The training views (a reference, not a copy).
+    coefficients : ndarray of shape (n_images * n_views, rank)
+        ``C``: the orthonormal basis of the span is ``Q = T^T C``.
     span_eigenvalues : ndarray of shape (rank,)
         Eigenvalues in the span, descending.
     span_vectors : ndarray of shape (rank, rank)
@@ -215,7 +219,8 @@ class DualDecomposition:
         Mean of the image means.
     """
 
-    basis: np.ndarray
+    views: np.ndarray
+    coefficients: np.ndarray
     span_eigenvalues: np.ndarray
     span_vectors: np.ndarray
     complement_eigenvalue: float
@@ -230,20 +235,38 @@ class DualDecomposition:
     shrinkage_xi: float
     mean: np.ndarray
 
-    def directions(self, n_components=None):
+    @property
+    def rank(self):
+        """Dimension of the span of the training rows."""
+        return self.coefficients.shape[1]
+
+    @property
+    def n_features(self):
+        """Features per view ``d``."""
+        return self.views.shape[2]
+
+    def directions(self, n_components=None, chunk_bytes=None):
         """The top Fisher directions in the span, one per row, ``v^T (Sigma_xi + tau I) v = 1``.
 
         Parameters
         ----------
         n_components : int or None
             How many; None gives all ``rank`` directions of the span.
+        chunk_bytes : int or None
+            Float64 bytes of one column chunk; None uses ``CHUNK_BYTES``.
 
         Returns
         -------
         directions : ndarray of shape (n_components, d)
         """
-        k = self.span_vectors.shape[1] if n_components is None else min(n_components, self.span_vectors.shape[1])
-        return (self.basis @ self.span_vectors[:, :k]).T
+        k = self.rank if n_components is None else min(n_components, self.rank)
+        weights = self.coefficients @ self.span_vectors[:, :k]  # w = T^T (C a)
+        out = np.empty((k, self.n_features))
+        n_stacked = self.coefficients.shape[0]
+        width = _chunk_width(n_stacked, self.n_features, chunk_bytes or CHUNK_BYTES)
+        for start, block in _stacked_chunks(self.views, width):
+            out[:, start:start + block.shape[1]] = weights.T @ block
+        return out
 
 
 def _basis_coefficients(gram):
@@ -310,13 +333,10 @@ def dual_decompose(views, *, tau=1e-3, tau_mode="relative", covariance_estimator
     span_eigenvalues, span_vectors = np.clip(span_eigenvalues[order], 0.0, None), span_vectors[:, order]
     complement = b_s / c
     eigenvalues = np.sort(np.concatenate([span_eigenvalues, np.full(d - rank, complement)]))[::-1]
-    # Q = T^T C, column chunk by column chunk
-    basis = np.empty((d, rank), dtype=np.float64)
-    for start, block in _stacked_chunks(views, _chunk_width(n_rows + n_images, d, chunk_bytes)):
-        basis[start:start + block.shape[1]] = block.T @ coefficients
     mean_snr = float((span_eigenvalues.sum() + (d - rank) * complement) / d)
     return DualDecomposition(
-        basis=basis,
+        views=views,
+        coefficients=coefficients,
         span_eigenvalues=span_eigenvalues,
         span_vectors=span_vectors,
         complement_eigenvalue=float(complement),
@@ -391,16 +411,23 @@ def dual_heldout_icr(decomposition, views, *, tau=1e-3, tau_mode="relative", chu
     -------
     icr : float
     """
-    basis = decomposition.basis
-    d, rank = basis.shape
+    d, rank = decomposition.n_features, decomposition.rank
+    if views.shape[2] != d:
+        raise ValueError(f"views have {views.shape[2]} features per view; the fit had {d}.")
     n_images, n_views, _ = views.shape
     n_rows = n_images * (n_views - 1)
     n_stacked = n_rows + n_images
-    coordinates = np.zeros((n_stacked, rank))
+    training = decomposition.views
+    n_training = decomposition.coefficients.shape[0]
+    # coordinates in Q = T^T C: T' Q = (T' T^T) C, the cross-Gram over column chunks
+    cross = np.zeros((n_stacked, n_training))
     norms = np.zeros(n_stacked)
-    for start, block in _stacked_chunks(views, _chunk_width(n_stacked + rank, d, chunk_bytes)):
-        coordinates += block @ basis[start:start + block.shape[1]]
+    width = _chunk_width(n_stacked + n_training, d, chunk_bytes)
+    for (start, block), (_, train_block) in zip(_stacked_chunks(views, width), _stacked_chunks(training, width)):
+        cross += block @ train_block.T
         norms += np.einsum("ij,ij->i", block, block)
+    coordinates = cross @ decomposition.coefficients
+    del cross
     y_r, y_m = coordinates[:n_rows], coordinates[n_rows:]
     norm_r2, norm_m2 = float(norms[:n_rows].sum()), float(norms[n_rows:].sum())
     tau_abs = tau_from_trace(norm_r2 / n_rows, d, tau, tau_mode)
