@@ -8,7 +8,6 @@ forget it; a test that measures threading sets its own limits inside.
 
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 # end-to-end runs and other tests over ~10 s on idle 2 cores, by node id prefix
 # (doctests and parametrised README blocks cannot carry a decorator)
@@ -21,11 +20,17 @@ SLOW = (
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
-    """One torch thread and one BLAS thread for the whole session (restored at the end)."""
+    """One torch thread and one BLAS thread for the whole session (restored at the end).
+
+    Through the library's thread home (``skicr._utils.threads``), as the CLI sets them.
+    """
+    from skicr._utils.threads import set_process_threads
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+    limits = set_process_threads(1)
+    yield
+    if limits is not None:
+        limits.restore_original_limits()
     torch.set_num_threads(threads)
 
 

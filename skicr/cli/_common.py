@@ -296,3 +296,35 @@ class ReportWriter:
 
     def _write_report(self, report):
         atomic_write_text(json.dumps(report, indent=2) + "\n", self.out / self.report_name)
+
+
+_THREAD_LIMITS = []  # keeps the BLAS limits of the running command in force
+
+
+def apply_thread_default(threads, module):
+    """Set the command's torch and BLAS threads: ``--threads``, else the default for ``module``.
+
+    The default (``skicr._utils.threads``): one thread for a small network,
+    all cores for a large one; nothing is changed when ``threads`` is None
+    and the user fixed the threads through the environment.
+
+    Parameters
+    ----------
+    threads : int or None
+        ``--threads``.
+    module : torch.nn.Module or None
+        The network the command runs.
+
+    Returns
+    -------
+    threads : int or None
+        The count set, None when left alone.
+    """
+    from .._utils.threads import network_threads, set_process_threads, user_chose_threads
+
+    if threads is None:
+        if user_chose_threads():
+            return None
+        threads = network_threads(module)
+    _THREAD_LIMITS.append(set_process_threads(threads))
+    return threads

@@ -3,6 +3,7 @@
 import pickle
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from ..recipes import SCAN_DEFAULTS, augment_presets, make_probe, parse_sigmas
 from ._common import (
     CLIError,
     ReportWriter,
+    apply_thread_default,
     argument_type,
     check_device,
     check_out_dir,
@@ -230,6 +232,10 @@ def add_scan_parser(subparsers):
                              "ICR, no probe (default: %(default)s)")
     parser.add_argument("--no-probe", action="store_true",
                         help="skip the linear probe (label-free only)")
+    parser.add_argument("--threads", type=int_at_least(1), default=None,
+                        help="torch and BLAS CPU threads (default: 1 for a network under 5M "
+                             "parameters, such as the shipped denoiser, all cores for larger "
+                             "ones, unless OMP_NUM_THREADS is set; see docs/scaling.md)")
     parser.add_argument("--device", default=None,
                         help="torch device: cpu, cuda, cuda:0, mps (default: the CPU)")
     parser.add_argument("--image-channels", type=int, choices=[1, 3], default=None,
@@ -312,11 +318,15 @@ def run_scan(args):
           f"{len(args.sigmas)} sigmas, cv={args.cv}", file=sys.stderr)
     from threadpoolctl import threadpool_limits
 
+    apply_thread_default(args.threads, getattr(backbone, "module", backbone))
+    # pooled features are narrow (d = channels): one BLAS thread for the probe
+    # and the decomposer, whose threads only contend with torch's for the cores
+    # (up to 100x slower on 2 cores); flattened maps are wide and keep the
+    # process's BLAS threads (skicr._utils.threads)
+    narrow = args.pooling != "flatten" and args.threads is None
+
     def scan():
-        # the scan's matrices are small (d x d, d ~ 100; a probe per fold): BLAS
-        # threads only contend with torch's for the cores, which made the probe
-        # up to 100x slower on 2 cores; torch keeps its own threads
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas") if narrow else nullcontext():
             return selector.fit(images, y if use_probe else None)
 
     try:

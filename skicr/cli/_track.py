@@ -15,6 +15,7 @@ from ..recipes import TRACK_DEFAULTS
 from ._common import (
     CLIError,
     ReportWriter,
+    apply_thread_default,
     check_device,
     check_out_dir,
     default_out_dir,
@@ -64,8 +65,10 @@ def add_track_parser(subparsers):
             "views), tr(Sigma_s), tr(Sigma_xi), and the memorization ratio of --samples "
             "images drawn with a fixed seed. With plenty of data ICR keeps falling; with "
             "little data it turns up before the samples start to copy training images. "
-            "Writes track.csv, track.png and track.json to --out. The defaults take a few "
-            "CPU minutes; raise --steps (and lower --subset) to see memorization."
+            "Writes track.csv, track.png and track.json to --out. The defaults cost about two "
+            "CPU-minutes on one torch thread (the default for this small network: more threads "
+            "only contend for shared cores; --threads overrides it); raise --steps (and lower "
+            "--subset) to see memorization."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -123,7 +126,8 @@ def add_track_parser(subparsers):
     parser.add_argument("--seed", type=int_at_least(0), default=d["seed"],
                         help="seed of the subset, the network, training, views and samples")
     parser.add_argument("--threads", type=int_at_least(1), default=None,
-                        help="torch CPU threads (default: torch's choice)")
+                        help="torch and BLAS CPU threads (default: 1 for the small network, "
+                             "unless OMP_NUM_THREADS is set; see docs/scaling.md)")
     parser.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:0, mps)")
     parser.add_argument("--out", default=None,
                         help="output folder (created); default ./track-YYYYmmdd-HHMMSS")
@@ -267,8 +271,6 @@ def _set_up(args, device):
     from skicr.models import SmallUNet
     from skicr.monitoring import ICRMonitor
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     images, measured = _select_images(args.subset, args.icr_images, args.seed)
     n_heldout = len(measured) if args.heldout_images is None else args.heldout_images
     heldout = _select_heldout(args.subset, n_heldout, args.seed)
@@ -276,6 +278,7 @@ def _set_up(args, device):
         torch.manual_seed(args.seed)
         net = SmallUNet(in_channels=1, channels=tuple(args.channels),
                         mid_channels=args.mid_channels, image_size=16)
+    apply_thread_default(args.threads, net)
     if device is not None:
         net.to(device)
     extractor = FeatureExtractor(None, layer=args.layer, sigma=args.sigma, n_views=args.views,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._utils.threads import network_threads, torch_threads
 from ._augment import ViewAugmentation, resolve_augment
 
 __all__ = ["ViewSpec", "iter_view_chunks", "extract_views", "image_seed"]
@@ -306,8 +307,10 @@ def iter_view_chunks(backbone, batches, layers, spec, *, indices=None, stop=None
         else nullcontext()
     )
     generator = torch.Generator()  # CPU: identical draws on every device
+    # small networks on the CPU: one torch thread (skicr._utils.threads)
+    threads = network_threads(backbone.module) if spec.device.type == "cpu" else None
     with _LayerCapture(backbone, layers, spec.early_exit) as capture, \
-            _frozen(backbone.modules_()), torch.inference_mode(), autocast:
+            _frozen(backbone.modules_()), torch.inference_mode(), autocast, torch_threads(threads):
         for start in _chunk_starts(n_images, spec, layers):
             stop_ = min(start + spec.batch_size, n_images)
             chunk_indices = [int(i) for i in indices[start:stop_]]
