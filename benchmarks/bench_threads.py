@@ -63,10 +63,10 @@ while time.monotonic() < deadline:
 
 
 def workloads(quick):
-    scan = ["--n-images", "200" if quick else "400", "--sigmas", "0.05,0.5" if quick else "0.02:1:4",
-            "--quiet"]
-    track = ["--steps", "40" if quick else "120", "--eval-every", "20" if quick else "60",
-             "--icr-images", "128" if quick else "256", "--samples", "16" if quick else "32", "--quiet"]
+    scan = ["--n-images", "150" if quick else "400", "--sigmas", "0.05,0.5" if quick else "0.02:1:4",
+            "--cv", "3" if quick else "5", "--quiet"]
+    track = ["--steps", "20" if quick else "120", "--eval-every", "10" if quick else "60",
+             "--icr-images", "64" if quick else "256", "--samples", "8" if quick else "32", "--quiet"]
     cli = shutil.which("skicr")
     if cli is None:
         raise SystemExit("the skicr command is not on PATH: pip install -e . first")
