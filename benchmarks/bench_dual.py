@@ -80,17 +80,19 @@ def main():
         print(lines[-1], flush=True)
     big = 4096 if args.quick else 65536
     views = synthetic_views(n_images, n_views, big, dtype=np.float32)
-    td, md, vd = measure(views, "auto")
-    print(f"auto at d={big}: {td:.1f} s, {md:.0f} MiB", flush=True)
-    lines += ["", f"d = {big} ({'256 channels x 16 x 16' if big == 65536 else 'quick'}), "
-              f"auto (dual): {td:.1f} s, peak {md:.0f} MiB above the {views.nbytes / 2**20:.0f} MiB "
-              f"float32 input, ICR = {vd:.4f}; a primal d x d float64 matrix alone would take "
-              f"{big * big * 8 / 2**30:.0f} GiB."]
+    if not args.memory_only:
+        td, md, vd = measure(views, "auto")
+        print(f"auto at d={big}: {td:.1f} s, {md:.0f} MiB", flush=True)
+        lines += ["", f"d = {big} ({'256 channels x 16 x 16' if big == 65536 else 'quick'}), "
+                  f"auto (dual): {td:.1f} s, peak {md:.0f} MiB above the {views.nbytes / 2**20:.0f} MiB "
+                  f"float32 input, ICR = {vd:.4f}; a primal d x d float64 matrix alone would take "
+                  f"{big * big * 8 / 2**30:.0f} GiB."]
     del views
     # before / after chunking, same views, same run
     views = synthetic_views(n_images, n_views, big, dtype=np.float32)
     t_old, m_old, old = measure_fn(lambda: one_shot_gram_blocks(views))
     del old
+    print(f"one-shot Gram at d={big}: {t_old:.1f} s, peak {m_old:.0f} MiB", flush=True)
     t_new, m_new, new = measure_fn(lambda: gram_blocks(views))
     reference = one_shot_gram_blocks(views[:, :, :2048])
     agreement = max(float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
