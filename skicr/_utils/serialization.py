@@ -380,7 +380,14 @@ def read_torch_file(path, what="file"):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated, non-torch and foreign-class files
         text = " ".join(str(exc).split())
-        if "Weights only load failed" in text:
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(4)
+        except OSError:
+            header = b""
+        if not (header.startswith(b"PK") or header.startswith(b"\x80")):  # zip or pickle
+            reason = "it is not a torch file (neither a zip archive nor a pickle)"
+        elif "Weights only load failed" in text:
             found = text.split("WeightsUnpickler error:", 1)[-1].strip()
             reason = (f"it holds Python objects that a safe load refuses "
                       f"({found.split('. ')[0].rstrip('.')[:160]})")
