@@ -263,6 +263,8 @@ def spearman_neg_icr_accuracy(cv_results):
         return None
     from scipy.stats import spearmanr
 
+    if min(np.ptp(-cv_results["mean_icr"]), np.ptp(cv_results["mean_probe_accuracy"])) == 0:
+        return None  # one grid point or a constant column: undefined (said in the report)
     rho = spearmanr(-cv_results["mean_icr"], cv_results["mean_probe_accuracy"]).statistic
     return None if not np.isfinite(rho) else float(rho)
 
