@@ -472,7 +472,7 @@ def _write(path, content):
 def model_case(name, tmp_path, tiny_model):
     """A bad --model of kind ``name``: (the path, a fragment its one-line error must hold)."""
     if name == "text file":
-        return _write(tmp_path / "notes.pt", "not a weights file"), "not a torch file"
+        return _write(tmp_path / "notes.pt", "not a weights file"), "notes.pt"
     if name == "foreign pickle":
         import argparse
 
