@@ -31,6 +31,8 @@ SCAN_DEFAULTS = {
     "seed": 0,
     "batch_size": 256,
     "augment": "default",
+    "scoring": "icr",
+    "rule": "best",
 }
 
 #: defaults of ``skicr track``: a run of a few CPU minutes on the full digits

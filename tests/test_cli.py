@@ -43,6 +43,22 @@ def test_scan_end_to_end_on_digits(tiny_model, tmp_path, capsys):
     assert (out / "scan.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "<- chosen" in printed and "probe accuracy" in printed
+    # a two-point grid: the optimum is at an edge, said as a plain sentence and in the JSON
+    assert report["choice"]["decision"] == "grid_edge"
+    assert "end of the grid" in printed and "--sigmas" in printed
+    assert report["choice"]["decision_message"] in printed
+    assert report["choice"]["scoring"] == "icr" and report["choice"]["clamped_sigmas"] == {}
+
+
+def test_scan_other_criterion_and_rule(tiny_model, tmp_path, capsys):
+    out = tmp_path / "scan"
+    grid = ["--sigmas", "0.05,0.2,1", *TINY_GRID[2:]]
+    assert cli.main(["scan", "--model", tiny_model, "--out", str(out), "--scoring", "rankme",
+                     "--rule", "one_se_high", "--no-probe", *grid]) == 0
+    table, report = read_outputs(out)
+    assert report["choice"]["scoring"] == "rankme" and report["choice"]["rule"] == "one_se_high"
+    assert report["choice"]["decision"] in ("interior", "grid_edge", "flat")
+    assert "rule one_se_high" in capsys.readouterr().out
 
 
 @pytest.mark.slow  # an end-to-end run of the command

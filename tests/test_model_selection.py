@@ -105,13 +105,17 @@ def test_cv_results_keys_and_shapes(data):
     expected = {
         "sigma", "mean_icr", "std_icr", "rank_icr", "split0_icr", "split1_icr", "split2_icr",
         "extract_time", "mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time",
-        "params", "param_sigma",
+        "params", "param_sigma", "decision",
     }
+    for name in ("icr_insample", "lidar", "rankme"):  # every label-free criterion, same folds
+        expected |= {f"mean_{name}", f"std_{name}", f"rank_{name}"}
+        expected |= {f"split{k}_{name}" for k in range(3)}
     assert set(results) == expected  # no probe keys without a probe
     for key, value in results.items():
         assert isinstance(value, np.ndarray) and value.shape == (SIGMAS.size,), key
-        if key != "params":  # dicts, as GridSearchCV's
+        if key not in ("params", "decision"):  # dicts, as GridSearchCV's; verdict strings
             assert not np.any(np.isnan(value)), key
+    assert set(results["decision"]) == {selector.decision_}
     assert list(results["params"]) == [{"sigma": s} for s in SIGMAS]
     np.testing.assert_array_equal(results["param_sigma"], results["sigma"])
     np.testing.assert_allclose(results["sigma"], SIGMAS)
@@ -607,3 +611,123 @@ def test_real_backbone_unknown_layer_fails_before_any_forward_pass():
                                layers=["down.1", "mid"], cv=2, random_state=0).fit(images)
     assert refit.best_estimator_.named_steps["extract"].layer_ == refit.best_layer_
     assert refit.transform(images).shape[0] == 10
+
+
+# ---------------------------------------------------------------- decisions and criteria
+def test_interior_optimum_is_an_interior_decision_without_warning(data):
+    images, _ = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        selector = fit_selector(images)
+    assert selector.decision_ == "interior" and selector.clamped_sigmas_ == {}
+
+
+@pytest.mark.parametrize("sigmas", [SIGMAS[2:], SIGMAS[:3]])
+def test_optimum_at_the_grid_edge_warns_and_says_so(data, sigmas):
+    from skicr import NoiseLevelDecisionWarning
+
+    images, _ = data
+    selector = NoiseLevelSelector(FakeExtractor(), sigmas, cv=3, random_state=0)
+    with pytest.warns(NoiseLevelDecisionWarning, match="end of the grid"):
+        selector.fit(images)
+    assert selector.decision_ == "grid_edge"
+    assert list(selector.cv_results_["decision"]) == ["grid_edge"] * sigmas.size
+    assert selector.best_sigma_ == pytest.approx(BEST_SIGMA)
+
+
+def test_flat_curve_warns(data):
+    from skicr import NoiseLevelDecisionWarning
+
+    images, _ = data
+    # a designed criterion (the calls come sigma by sigma, fold by fold): its best point is
+    # 0.001 better than a neighbour whose paired fold-to-fold spread is 0.01
+    pattern = np.array([1.0, -1.0, 0.0])
+    table = np.array([0.5, 0.401, 0.4, 0.45, 0.5])[:, None] + np.array(
+        [0.0, 0.01, 0.0, 0.0, 0.0])[:, None] * pattern
+    values = iter(-table.ravel())
+    selector = NoiseLevelSelector(FakeExtractor(), SIGMAS, cv=3, random_state=0,
+                                  scoring=lambda train, test: next(values))
+    with pytest.warns(NoiseLevelDecisionWarning, match="flat"):
+        selector.fit(images)
+    assert selector.decision_ == "flat" and selector.best_index_ == 2
+
+
+@pytest.mark.parametrize("scoring, lower", [("icr_insample", True), ("lidar", False),
+                                            ("rankme", False)])
+def test_other_label_free_criteria_choose_from_their_own_column(data, scoring, lower):
+    images, _ = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        selector = fit_selector(images, scoring=scoring)
+        by_icr = fit_selector(images)
+    mean = selector.cv_results_[f"mean_{scoring}"]
+    assert selector.best_index_ == (int(np.argmin(mean)) if lower else int(np.argmax(mean)))
+    assert selector.cv_results_[f"rank_{scoring}"][selector.best_index_] == 1
+    # the same folds and views whatever chooses: every column is identical
+    for key in ("mean_icr", "mean_lidar", "mean_rankme", "mean_icr_insample"):
+        np.testing.assert_array_equal(selector.cv_results_[key], by_icr.cv_results_[key])
+
+
+def test_callable_scoring_gets_train_and_test_views_and_greater_is_better(data):
+    images, _ = data
+    calls = []
+
+    def minus_residual(train_views, test_views):
+        calls.append((train_views.shape, test_views.shape))
+        return -float(np.var(test_views - test_views.mean(axis=1, keepdims=True)))
+
+    selector = fit_selector(images, scoring=minus_residual, cv=3)
+    assert len(calls) == 3 * SIGMAS.size
+    assert calls[0][0][0] + calls[0][1][0] == len(images)
+    assert selector.best_sigma_ == pytest.approx(BEST_SIGMA)  # the least noisy views
+    assert selector.cv_results_["rank_score"][selector.best_index_] == 1
+    with pytest.raises(ValueError, match="finite"):
+        fit_selector(images, scoring=lambda a, b: float("nan"))
+
+
+def test_selection_rules_pick_within_one_standard_error(data):
+    images, _ = data
+    sigmas = np.geomspace(0.05, 0.2, 7)  # a shallow valley around the optimum
+    fits = {}
+    for rule in ("best", "one_se_low", "one_se_high", "knee"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits[rule] = NoiseLevelSelector(FakeExtractor(), sigmas, cv=3, random_state=0,
+                                            selection_rule=rule).fit(images)
+    best = fits["best"].best_index_
+    assert fits["one_se_low"].best_index_ <= best <= fits["one_se_high"].best_index_
+    assert fits["knee"].best_index_ >= best
+    folds = np.column_stack([fits["best"].cv_results_[f"split{k}_icr"] for k in range(3)])
+    diff = folds - folds[best]
+    se = diff.std(axis=1, ddof=1) / np.sqrt(3)
+    for rule in ("one_se_low", "one_se_high"):
+        chosen = fits[rule].best_index_
+        assert diff[chosen].mean() <= se[chosen] + 1e-12
+    with pytest.raises(InvalidParameterError, match="selection_rule"):
+        fit_selector(images, selection_rule="median")
+
+
+def test_vp_grid_points_on_one_timestep_are_scored_once():
+    from diffusers import UNet2DModel
+
+    from skicr import FeatureExtractor, NoiseLevelGridWarning
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+                       add_attention=False).eval()
+    images = np.random.default_rng(0).uniform(size=(12, 1, 8, 8)).astype(np.float32)
+    # DDPM's linear schedule starts at sigma ~0.01: 0.004 and 0.008 both run at timestep 0
+    sigmas = [0.004, 0.008, 0.1, 1.0]
+    selector = NoiseLevelSelector(FeatureExtractor(unet, n_views=2, random_state=0), sigmas,
+                                  cv=2, refit=False, random_state=0)
+    with pytest.warns(NoiseLevelGridWarning, match="same timestep") as record:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("always", NoiseLevelGridWarning)
+            selector.fit(images)
+    assert sum(issubclass(w.category, NoiseLevelGridWarning) for w in record) == 1
+    assert selector.clamped_sigmas_ == {0.004: 0.008}
+    np.testing.assert_allclose(selector.cv_results_["sigma"], [0.008, 0.1, 1.0])

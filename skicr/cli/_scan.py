@@ -227,6 +227,16 @@ def add_scan_parser(subparsers):
                              "(default: %(default)s)")
     parser.add_argument("--views", type=int_at_least(2), default=d["views"],
                         help="views (augmentation + noise) per image (default: %(default)s)")
+    parser.add_argument("--scoring", default=d["scoring"],
+                        choices=["icr", "icr_insample", "lidar", "rankme"],
+                        help="the label-free criterion that chooses sigma: held-out ICR, "
+                             "in-sample ICR, LiDAR or RankMe; all are measured on the same "
+                             "folds (default: %(default)s, see docs/scan.md)")
+    parser.add_argument("--rule", default=d["rule"],
+                        choices=["best", "one_se_low", "one_se_high", "knee"],
+                        help="how the criterion's curve picks sigma: its optimum, the smallest "
+                             "or largest sigma within one fold standard error of it, or the knee "
+                             "(default: %(default)s)")
     parser.add_argument("--cv", type=int_at_least(1), default=d["cv"],
                         help="folds over images for the held-out ICR and the probe; 1: in-sample "
                              "ICR, no probe (default: %(default)s)")
@@ -255,6 +265,53 @@ def add_scan_parser(subparsers):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_scan)
     return parser
+
+
+#: what each verdict of NoiseLevelSelector.decision_ means, and what to try
+_DECISION_SENTENCES = {
+    "interior": (
+        "The {criterion} has a clear optimum inside the grid: sigma = {sigma:.4g} stands out "
+        "from its neighbouring sigmas by more than the fold-to-fold noise."
+    ),
+    "grid_edge": (
+        "Warning: the {criterion} is best at the {end} end of the grid (sigma = {sigma:.4g}): "
+        "the scan found no optimum inside the grid, so this sigma is not a measured semantic "
+        "window. Try a grid that reaches further {direction} (--sigmas), another layer "
+        "(--layer, --layers), or stronger views (--augment strong)."
+    ),
+    "flat": (
+        "Warning: the {criterion} curve is flat around sigma = {sigma:.4g}: its advantage over "
+        "a neighbouring sigma is smaller than the fold-to-fold noise, so neighbouring sigmas "
+        "are as good by this measure and the choice means little. Try more images "
+        "(--n-images) or views (--views), another layer (--layer, --layers), or stronger "
+        "views (--augment strong)."
+    ),
+}
+_CRITERION_NAMES = {"icr": "held-out ICR", "icr_insample": "in-sample ICR", "lidar": "LiDAR",
+                    "rankme": "RankMe", "probe": "probe accuracy"}
+
+
+def decision_sentence(selector):
+    """The plain-language verdict of a fitted NoiseLevelSelector: what it means, what to try.
+
+    Parameters
+    ----------
+    selector : NoiseLevelSelector
+        Fitted.
+
+    Returns
+    -------
+    sentence : str
+    """
+    scoring = selector.scoring if isinstance(selector.scoring, str) else "score"
+    sigmas = selector.cv_results_["sigma"]
+    if "layer" in selector.cv_results_:
+        sigmas = sigmas[selector.cv_results_["layer"] == selector.best_layer_]
+    low_end = selector.best_sigma_ <= sigmas.min()
+    return _DECISION_SENTENCES[selector.decision_].format(
+        criterion=_CRITERION_NAMES.get(scoring, scoring), sigma=selector.best_sigma_,
+        end="low" if low_end else "high", direction="down" if low_end else "up",
+    )
 
 
 def spearman_neg_icr_accuracy(cv_results):
@@ -292,7 +349,7 @@ def format_scan_table(cv_results, best_index):
                     f"{cv_results['std_probe_accuracy'][i]:.4f}")
         marks = []
         if i == best_index:
-            marks.append("<- chosen (lowest ICR)")
+            marks.append("<- chosen")
         if i == best_accuracy:
             marks.append("<- best probe")
         lines.append(row + ("  " + ", ".join(marks) if marks else ""))
@@ -328,7 +385,15 @@ def run_scan(args):
     narrow = args.pooling != "flatten" and args.threads is None
 
     def scan():
-        with threadpool_limits(limits=1, user_api="blas") if narrow else nullcontext():
+        import warnings
+
+        from skicr.model_selection import NoiseLevelDecisionWarning, NoiseLevelGridWarning
+
+        blas = threadpool_limits(limits=1, user_api="blas") if narrow else nullcontext()
+        with blas, warnings.catch_warnings():
+            # said below as plain sentences (and written to scan.json)
+            warnings.simplefilter("ignore", NoiseLevelDecisionWarning)
+            warnings.simplefilter("ignore", NoiseLevelGridWarning)
             return selector.fit(images, y if use_probe else None)
 
     try:
@@ -345,7 +410,11 @@ def run_scan(args):
     chosen = f"sigma = {selector.best_sigma_:.4g}"
     if args.layers is not None:
         chosen = f"layer {selector.best_layer_!r}, {chosen}"
-    summary = f"chosen {chosen} (lowest {kind} ICR = {-selector.best_score_:.4f})"
+    if args.scoring == "icr":
+        summary = f"chosen {chosen} (lowest {kind} ICR = {-selector.best_score_:.4f}"
+    else:
+        summary = f"chosen {chosen} (by {args.scoring}: {abs(selector.best_score_):.4f}"
+    summary += ")" if args.rule == "best" else f", rule {args.rule})"
     if use_probe:
         best_accuracy = int(np.argmax(results["mean_probe_accuracy"]))
         peak = f"sigma = {results['sigma'][best_accuracy]:.4g}"
@@ -355,6 +424,12 @@ def run_scan(args):
                        else f"undefined ({undefined['spearman_neg_icr_vs_accuracy']})")
         summary += f"; probe accuracy peaks at {peak}; Spearman(-ICR, accuracy) = {correlation}"
     print(summary)
+    if selector.clamped_sigmas_:
+        pairs = ", ".join(f"{a:g} -> {b:g}" for a, b in selector.clamped_sigmas_.items())
+        print(f"note: the model's noise schedule cannot reach {len(selector.clamped_sigmas_)} "
+              f"grid sigma(s) as distinct noise levels (same timestep as another grid sigma); "
+              f"each was scored once, at the kept sigma: {pairs}.")
+    print(decision_sentence(selector))
 
     writer = ReportWriter(out, "scan.json")
     try:
@@ -489,6 +564,8 @@ def _make_selector(args, images, y, backbone, device):
         args.sigmas,
         layers=args.layers,
         probe=make_probe() if use_probe else None,
+        scoring=args.scoring,
+        selection_rule=args.rule,
         cv=args.cv,
         n_jobs=args.n_jobs,
         refit=False,
@@ -545,6 +622,11 @@ def _write_scan_outputs(writer, args, selector, rho, undefined, model_descriptio
             **({} if args.layers is None else {"best_layer": selector.best_layer_,
                                                "probe_best_layer": best_accuracy_layer}),
             "spearman_neg_icr_vs_accuracy": rho,
+            "scoring": args.scoring,
+            "rule": args.rule,
+            "decision": selector.decision_,
+            "decision_message": decision_sentence(selector),
+            "clamped_sigmas": {f"{a:g}": b for a, b in selector.clamped_sigmas_.items()},
         },
         # quantities reported as null, and why (a one-sigma grid has no rank correlation)
         "undefined": undefined,

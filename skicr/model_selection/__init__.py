@@ -15,9 +15,11 @@ The selector runs check -> candidates -> evaluate (one task per sigma) ->
 format results -> select -> refit: ``_checks`` (inputs, folds, the shared
 backbone), ``_evaluate`` (one task: one backbone pass, every fold),
 ``_results`` (``cv_results_`` with GridSearchCV's ``params`` / ``param_*``
-keys, the choice, the surfaces), ``_selector`` (the estimator).
+keys, the choice, the surfaces), ``_decision`` (the verdict on a criterion's
+curve, the selection rules, the two warnings), ``_selector`` (the estimator).
 """
 
+from ._decision import NoiseLevelDecisionWarning, NoiseLevelGridWarning
 from ._selector import NoiseLevelSelector
 
-__all__ = ["NoiseLevelSelector"]
+__all__ = ["NoiseLevelSelector", "NoiseLevelDecisionWarning", "NoiseLevelGridWarning"]

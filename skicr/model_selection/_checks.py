@@ -82,6 +82,41 @@ def shared_backbone(extractor, layers):
     yield backbone
 
 
+def distinct_grid(sigmas, extractor):
+    """Grid points the extractor's backbone can tell apart.
+
+    A VP/DDPM backbone runs a sigma at the timestep whose noise level is
+    nearest (in log sigma), so grid points sharing a timestep are one point;
+    of each such group the sigma nearest the timestep's own is kept. Other
+    backbones (and extractors that are not a FeatureExtractor) keep the grid.
+
+    Returns
+    -------
+    keep : ndarray of int
+        Indices of the kept grid points, in grid order.
+    clamped : dict
+        ``{dropped sigma: kept sigma}``; empty when every point is distinct.
+    """
+    from ..extraction import FeatureExtractor, as_backbone
+
+    if not isinstance(extractor, FeatureExtractor):
+        return np.arange(sigmas.size), {}
+    backbone = as_backbone(extractor.backbone)
+    if not callable(getattr(backbone, "timestep", None)):
+        return np.arange(sigmas.size), {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # out-of-range sigmas: the extractor says it per sigma
+        steps = np.array([backbone.timestep(float(s), warn=False) for s in sigmas])
+        reached = np.array([backbone.sigma_at(int(t)) for t in steps])
+    keep, clamped = [], {}
+    for step in dict.fromkeys(steps.tolist()):
+        group = np.flatnonzero(steps == step)
+        kept = group[np.argmin(np.abs(np.log(sigmas[group]) - np.log(reached[group[0]])))]
+        keep.append(int(kept))
+        clamped.update({float(sigmas[i]): float(sigmas[kept]) for i in group if i != kept})
+    return np.array(sorted(keep)), clamped
+
+
 def make_splits(cv, n_images, y, groups, split_seed):
     """The (train, test) folds shared by every sigma, or None for no split."""
     if cv is None or (isinstance(cv, int) and not isinstance(cv, bool) and cv == 1):

@@ -6,8 +6,12 @@ import numpy as np
 from sklearn.base import clone
 
 from ..views import check_grouped_views
+from ._decision import LABEL_FREE_CRITERIA, fold_criteria
 
 __all__ = []
+
+#: criteria measured on the folds besides the held-out ICR (each gets cv_results_ columns)
+EXTRA_CRITERIA = [name for name in LABEL_FREE_CRITERIA if name != "icr"]
 
 
 def _probe_input(views, probe_features):
@@ -46,26 +50,43 @@ class _FoldScorer:
     Calling it scores one feature set (see :func:`_score_views`).
     """
 
-    def __init__(self, decomposer, probe, probe_features, splits):
+    def __init__(self, decomposer, probe, probe_features, splits, scoring_callable=None):
         self.decomposer = decomposer
         self.probe = probe
         self.probe_features = probe_features
         self.splits = splits
+        self.scoring_callable = scoring_callable
 
     def __call__(self, views, y):
-        return _score_views(views, y, self.decomposer, self.probe, self.probe_features, self.splits)
+        return _score_views(views, y, self.decomposer, self.probe, self.probe_features,
+                            self.splits, self.scoring_callable)
 
 
-def _score_views(views, y, decomposer, probe, probe_features, splits):
-    """Held-out ICR (and probe accuracy) of one feature set on every split.
+def _score_views(views, y, decomposer, probe, probe_features, splits, scoring_callable=None):
+    """Held-out ICR, the other label-free criteria (and probe accuracy) of one feature set.
 
-    Returns a dict of per-split lists: ``icr``, ``fit_time``, ``score_time``,
-    and ``probe_accuracy``, ``probe_time`` when a probe is given.
+    Returns a dict of per-split lists: ``icr``, one list per criterion of
+    ``EXTRA_CRITERIA`` (measured on each fold's test views), ``fit_time``,
+    ``score_time``; ``score`` with a ``scoring_callable(train_views,
+    test_views)``; and ``probe_accuracy``, ``probe_time`` when a probe is given.
     """
     result = {"icr": [], "fit_time": [], "score_time": []}
+    for name in EXTRA_CRITERIA:
+        result[name] = []
+    if scoring_callable is not None:
+        result["score"] = []
     if probe is not None:
         result["probe_accuracy"] = []
         result["probe_time"] = []
+
+    def label_free(train_views, test_views):
+        for name, value in fold_criteria(test_views).items():
+            result[name].append(value)
+        if scoring_callable is not None:
+            value = float(scoring_callable(train_views, test_views))
+            if not np.isfinite(value):
+                raise ValueError(f"the scoring callable returned {value}; it must be finite.")
+            result["score"].append(value)
 
     if splits is None:
         # cv=1: in-sample ICR on all images, no split
@@ -75,6 +96,7 @@ def _score_views(views, y, decomposer, probe, probe_features, splits):
         start = time.perf_counter()
         result["icr"].append(_in_sample_icr(fitted_decomposer, views))
         result["score_time"].append(time.perf_counter() - start)
+        label_free(views, views)
         return result
 
     probe_X = None if probe is None else _probe_input(views, probe_features)
@@ -86,6 +108,7 @@ def _score_views(views, y, decomposer, probe, probe_features, splits):
         # the decomposer's score is minus the held-out ICR
         result["icr"].append(-float(fitted_decomposer.score(views[test])))
         result["score_time"].append(time.perf_counter() - start)
+        label_free(views[train], views[test])
         if probe is not None:
             start = time.perf_counter()
             fitted_probe = clone(probe).fit(probe_X[train], y[train])

@@ -1,7 +1,12 @@
 """The grid's per-task results as GridSearchCV-style ``cv_results_``, and the choice."""
 
+import warnings
+
 import numpy as np
 from scipy.stats import rankdata
+
+from ._decision import LABEL_FREE_CRITERIA, NoiseLevelDecisionWarning, curve_decision, select_index
+from ._evaluate import EXTRA_CRITERIA
 
 __all__ = []
 
@@ -13,7 +18,7 @@ def _rank(values, greater_is_better):
     return rankdata(key, method="min").astype(np.int32)
 
 
-def format_results(sigmas, layers, results, with_probe):
+def format_results(sigmas, layers, results, with_probe, with_score=False):
     """One row per (layer, sigma), layer-major: a dict of arrays (GridSearchCV style).
 
     Each layer's rows are what a single-layer search at that layer reports.
@@ -32,7 +37,7 @@ def format_results(sigmas, layers, results, with_probe):
         row_layers[:] = np.repeat(np.asarray(layers, dtype=object), len(sigmas))
         cv_results["layer"] = row_layers
         params[:] = [{"layer": str(l), "sigma": float(s)} for l, s in zip(row_layers, row_sigmas)]
-    cv_results.update(_scores_table(row_sigmas, rows, with_probe))
+    cv_results.update(_scores_table(row_sigmas, rows, with_probe, with_score))
     # GridSearchCV's keys: each candidate's parameters, and one column per parameter
     cv_results["params"] = params
     if layers is not None:
@@ -41,7 +46,7 @@ def format_results(sigmas, layers, results, with_probe):
     return cv_results
 
 
-def _scores_table(sigmas, results, with_probe):
+def _scores_table(sigmas, results, with_probe, with_score=False):
     """Per-split lists from the grid -> a dict of arrays (GridSearchCV style)."""
     icr = np.asarray([r["icr"] for r in results], dtype=np.float64)
     cv_results = {
@@ -50,6 +55,15 @@ def _scores_table(sigmas, results, with_probe):
         "std_icr": icr.std(axis=1),
     }
     cv_results["rank_icr"] = _rank(cv_results["mean_icr"], greater_is_better=False)
+    for name in EXTRA_CRITERIA + (["score"] if with_score else []):
+        values = np.asarray([r[name] for r in results], dtype=np.float64)
+        cv_results[f"mean_{name}"] = values.mean(axis=1)
+        cv_results[f"std_{name}"] = values.std(axis=1)
+        cv_results[f"rank_{name}"] = _rank(
+            cv_results[f"mean_{name}"], greater_is_better=not LABEL_FREE_CRITERIA.get(name, False)
+        )
+        for k in range(values.shape[1]):
+            cv_results[f"split{k}_{name}"] = values[:, k]
     if with_probe:
         accuracy = np.asarray([r["probe_accuracy"] for r in results], dtype=np.float64)
         cv_results["mean_probe_accuracy"] = accuracy.mean(axis=1)
@@ -73,17 +87,49 @@ def _scores_table(sigmas, results, with_probe):
     return cv_results
 
 
-def select(cv_results, scoring):
-    """The chosen row: (best index, best score with greater is better)."""
-    if scoring == "icr":
-        mean = cv_results["mean_icr"]
-        if np.all(np.isnan(mean)):
-            raise ValueError("the ICR is NaN at every sigma; cannot choose a noise level.")
-        best = int(np.nanargmin(mean))
-        return best, -float(mean[best])
-    mean = cv_results["mean_probe_accuracy"]
-    best = int(np.nanargmax(mean))
-    return best, float(mean[best])
+def criterion_name(scoring):
+    """The cv_results_ column name of a ``scoring`` parameter."""
+    if callable(scoring):
+        return "score"
+    return "probe_accuracy" if scoring == "probe" else scoring
+
+
+def select(cv_results, scoring, rule, n_splits, n_sigmas):
+    """The chosen row and what it means: (best index, best score, decision).
+
+    The scoring criterion's fold values form a curve over sigma (per layer);
+    ``rule`` picks its point (within the layer of the overall optimum) and
+    :func:`curve_decision` judges the optimum. The best score is greater is
+    better (minus the ICR). A decision other than "interior" warns with
+    :class:`NoiseLevelDecisionWarning`.
+    """
+    name = criterion_name(scoring)
+    lower_is_better = LABEL_FREE_CRITERIA.get(name, False)
+    folds = np.column_stack([cv_results[f"split{k}_{name}"] for k in range(n_splits)])
+    if not np.all(np.isfinite(folds)):
+        raise ValueError(f"the {name} is not finite at every sigma; cannot choose a noise level.")
+    oriented = folds if lower_is_better else -folds  # lower is better from here on
+    best_row = int(np.argmin(oriented.mean(axis=1)))
+    start = (best_row // n_sigmas) * n_sigmas  # the layer's rows (layer-major)
+    curve = oriented[start:start + n_sigmas]
+    best = start + select_index(curve, rule)
+    decision = curve_decision(curve, best_row - start)
+    mean = float(folds[best].mean())
+    verdicts = np.empty(cv_results["sigma"].size, dtype=object)
+    verdicts[:] = decision
+    cv_results["decision"] = verdicts
+    if decision != "interior":
+        where = "an end of the grid" if decision == "grid_edge" else (
+            "a flat part of the curve (its advantage over a neighbouring sigma is below the "
+            "fold-to-fold standard error)")
+        warnings.warn(
+            f"the {name} optimum lies at {where}, so sigma={float(cv_results['sigma'][best]):g} "
+            "is not a measured semantic window. Widen the sigma grid, try another layer, or "
+            "use stronger views (augmentation).",
+            NoiseLevelDecisionWarning,
+            stacklevel=4,  # the caller of fit (through sklearn's fit wrapper)
+        )
+    return best, (-mean if lower_is_better else mean), decision
 
 
 def surface(cv_results, key, layers, sigmas):

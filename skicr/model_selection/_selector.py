@@ -1,6 +1,7 @@
 """The estimator: :class:`NoiseLevelSelector` (see the package docstring for its steps)."""
 
 import time
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -18,7 +19,14 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._utils.validation import check_sigma_grid
-from ._checks import check_images_and_labels, check_layers, make_splits, shared_backbone
+from ._checks import (
+    check_images_and_labels,
+    check_layers,
+    distinct_grid,
+    make_splits,
+    shared_backbone,
+)
+from ._decision import SELECTION_RULES, NoiseLevelGridWarning
 from ._evaluate import _FoldScorer, evaluate_sigma
 from ._results import format_results, select, surface
 
@@ -76,10 +84,26 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         Fitted on the training views of each fold and scored on the test
         views; its ``score`` must be minus the held-out ICR. None means
         :class:`skicr.InvariantResidualDecomposer` with its defaults.
-    scoring : {"icr", "probe"}, default="icr"
-        What chooses ``best_sigma_``: the lowest mean held-out ICR
-        (label-free), or the highest mean probe accuracy (needs ``probe``
-        and ``y``).
+    scoring : {"icr", "icr_insample", "lidar", "rankme", "probe"} or callable, default="icr"
+        What chooses ``best_sigma_``. Label-free: ``"icr"``, the held-out
+        ICR (lower is better; the decomposer fitted on each fold's training
+        images, scored on its test images); ``"icr_insample"``, the ICR of
+        each fold's test images alone; ``"lidar"`` and ``"rankme"`` of each
+        fold's test views (higher is better); or a callable
+        ``scoring(train_views, test_views) -> float``, greater is better,
+        called on every fold. ``"probe"``: the highest mean probe accuracy
+        (needs ``probe`` and ``y``). Every built-in label-free criterion is
+        measured on the same folds whatever ``scoring`` is, and reported in
+        ``cv_results_``. The default follows the pre-registered zoo study
+        (``docs/noise_level_study.md``).
+    selection_rule : {"best", "one_se_low", "one_se_high", "knee"}, default="best"
+        How the scoring curve over sigma picks a point. ``"best"``: its
+        optimum. ``"one_se_low"`` / ``"one_se_high"``: the smallest /
+        largest sigma whose score is within one paired standard error over
+        folds of the optimum's. ``"knee"``: the last point before the curve
+        rises away from its optimum (furthest from the chord between the
+        optimum and the grid's end). With ``layers``, the rule runs within
+        the layer of the optimum.
     probe : classifier, default=None
         Cloned and fitted on the training images of each fold (with ``y``),
         then its accuracy is measured on the test images. Ignored when ``y``
@@ -118,7 +142,10 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     cv_results_ : dict of ndarray
         One entry per sigma, ready for :class:`pandas.DataFrame`. Keys:
         ``sigma``, ``mean_icr``, ``std_icr``, ``rank_icr`` (1 = lowest ICR),
-        ``split{k}_icr``; with a probe also ``mean_probe_accuracy``,
+        ``split{k}_icr``; the same four for each other label-free criterion
+        (``icr_insample``, ``lidar``, ``rankme``; rank 1 = best) and, with a
+        callable ``scoring``, for ``score``; ``decision`` (the verdict
+        ``decision_``, on every row); with a probe also ``mean_probe_accuracy``,
         ``std_probe_accuracy``, ``rank_probe_accuracy`` (1 = highest),
         ``split{k}_probe_accuracy`` and ``mean_probe_time``; and the timings
         ``extract_time`` (seconds of backbone per sigma, all images),
@@ -136,6 +163,23 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     best_index_ : int
         Index of the chosen row (sigma, or (layer, sigma)) in
         ``cv_results_``.
+    decision_ : {"interior", "grid_edge", "flat"}
+        How much the choice means. ``"grid_edge"``: the scoring criterion's
+        optimum is the first or last distinct sigma of the grid (the curve
+        may keep improving beyond it); ``"flat"``: the optimum's advantage
+        over a neighbouring sigma is below the paired standard error over
+        folds of that difference; ``"interior"``: a minimum that stands out.
+        Anything but ``"interior"`` comes with a
+        :class:`~skicr.NoiseLevelDecisionWarning`: such a sigma is not a
+        measured "semantic window". Also in ``cv_results_["decision"]``.
+        With ``layers``, judged on the chosen layer's curve.
+    clamped_sigmas_ : dict
+        Grid sigmas the backbone cannot run as distinct points (a VP/DDPM
+        schedule maps them to the same timestep as another grid sigma),
+        ``{dropped sigma: kept sigma}``; they are left out of
+        ``cv_results_`` and announced once with a
+        :class:`~skicr.NoiseLevelGridWarning`. Empty when every sigma is
+        distinct.
     best_sigma_ : float
         The chosen noise level.
     best_layer_ : str
@@ -185,7 +229,8 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         "sigmas": ["array-like"],
         "layers": ["array-like", str, None],
         "decomposer": [HasMethods(["fit", "score"]), None],
-        "scoring": [StrOptions({"icr", "probe"})],
+        "scoring": [StrOptions({"icr", "icr_insample", "lidar", "rankme", "probe"}), callable],
+        "selection_rule": [StrOptions(set(SELECTION_RULES))],
         "probe": [HasMethods(["fit", "predict"]), None],
         "probe_features": [StrOptions({"first_view", "view_mean"})],
         "cv": [Interval(Integral, 1, None, closed="left"), "cv_object"],
@@ -203,6 +248,7 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         layers=None,
         decomposer=None,
         scoring="icr",
+        selection_rule="best",
         probe=None,
         probe_features="first_view",
         cv=5,
@@ -216,6 +262,7 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         self.layers = layers
         self.decomposer = decomposer
         self.scoring = scoring
+        self.selection_rule = selection_rule
         self.probe = probe
         self.probe_features = probe_features
         self.cv = cv
@@ -261,6 +308,17 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         # check -> candidates -> evaluate (one task per sigma) -> format -> select -> refit
         sigmas = check_sigma_grid(self.sigmas)
         layers = check_layers(self.layers, self.extractor)
+        keep, self.clamped_sigmas_ = distinct_grid(sigmas, self.extractor)
+        if self.clamped_sigmas_:
+            pairs = ", ".join(f"{a:g} -> {b:g}" for a, b in self.clamped_sigmas_.items())
+            warnings.warn(
+                f"{len(self.clamped_sigmas_)} grid sigma(s) fall on the same timestep of the "
+                f"backbone's noise schedule as another grid sigma and are scored once, at the "
+                f"kept one ({pairs}); the schedule cannot reach them as distinct noise levels.",
+                NoiseLevelGridWarning,
+                stacklevel=3,
+            )
+            sigmas = sigmas[keep]
         n_images, y, probe = check_images_and_labels(images, y, self.scoring, self.probe)
         rng = check_random_state(self.random_state)
         split_seed = rng.randint(_SEED_MAX)
@@ -273,14 +331,18 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             )
         extractor = self._seeded_extractor(feature_seed)
         decomposer = self._make_decomposer()
-        scorer = _FoldScorer(decomposer, probe, self.probe_features, splits)
+        scoring_callable = self.scoring if callable(self.scoring) else None
+        scorer = _FoldScorer(decomposer, probe, self.probe_features, splits, scoring_callable)
 
         with shared_backbone(self.extractor, layers):
             results = self._run_grid(extractor, sigmas, images, y, scorer, layers)
 
         self.n_splits_ = 1 if splits is None else len(splits)
-        self.cv_results_ = format_results(sigmas, layers, results, probe is not None)
-        self.best_index_, self.best_score_ = select(self.cv_results_, self.scoring)
+        self.cv_results_ = format_results(sigmas, layers, results, probe is not None,
+                                          with_score=scoring_callable is not None)
+        self.best_index_, self.best_score_, self.decision_ = select(
+            self.cv_results_, self.scoring, self.selection_rule, self.n_splits_, sigmas.size
+        )
         best_params = dict(self.cv_results_["params"][self.best_index_])
         self.best_sigma_ = best_params["sigma"]
         if layers is not None:

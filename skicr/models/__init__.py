@@ -1,4 +1,4 @@
-"""The project's own small diffusion denoiser: network, EDM training, sampler, weights.
+"""The project's own small diffusion denoisers: networks, training losses, sampler, weights.
 
 The embedded default backbone of skicr is :class:`SmallUNet`, an EDM raw
 network ``F`` called as ``net(c_in * x, c_noise)`` with images in [-1, 1],
@@ -8,11 +8,20 @@ shipped as ``skicr/models/weights/digits.pt``::
     from skicr.models import load_pretrained, edm_sampler
     net = load_pretrained("digits")          # raw F, eval mode, bottleneck net.mid
     samples = edm_sampler(net, 16, seed=0)   # (16, 1, 16, 16) in [0, 1]
+
+The zoo of the noise-level study (``benchmarks/zoo/``, ``docs/zoo.md``) adds a
+DiT-like :class:`SmallDiT`, the VP-epsilon and flow-matching losses, and one
+checkpoint format for every architecture and parameterisation
+(:func:`save_checkpoint`, :func:`load_checkpoint`, which returns the backbone
+adapter the feature extractor needs).
 """
 
+from ._checkpoint import PARAMETERIZATIONS, load_checkpoint, save_checkpoint
 from ._edm import P_MEAN, P_STD, SIGMA_DATA, EDMPrecond, edm_loss, edm_preconditioning
+from ._objectives import ddpm_alphas_cumprod, flow_matching_loss, vp_epsilon_loss
 from ._pretrained import PRETRAINED, UnverifiedFileWarning, load_denoiser, load_pretrained, save_denoiser
 from ._sampler import edm_sampler, edm_sigma_steps
+from ._small_dit import SmallDiT
 from ._training import TrainingResult, train_denoiser
 from ._unet import SmallUNet
 
@@ -26,6 +35,13 @@ from ._song_unet import SongUNet
 
 __all__ = [
     "SmallUNet",
+    "SmallDiT",
+    "vp_epsilon_loss",
+    "flow_matching_loss",
+    "ddpm_alphas_cumprod",
+    "save_checkpoint",
+    "load_checkpoint",
+    "PARAMETERIZATIONS",
     "EDMPrecond",
     "edm_preconditioning",
     "edm_loss",
