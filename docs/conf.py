@@ -4,10 +4,17 @@ Build (warnings are errors, as in CI)::
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
-Nothing here needs the network: no intersphinx inventories are fetched, so
-references to other projects (numpy, scikit-learn, torch...) are not linked
-and are exempt from the nitpicky reference check; every reference to skicr
-itself must resolve.
+Quick iterations without running the example gallery (its pages then have no
+outputs)::
+
+    SKICR_DOCS_NO_GALLERY=1 python -m sphinx -b html docs docs/_build/html
+
+Nothing here needs the network, neither to build nor to read the site: no
+intersphinx inventories are fetched, so references to other projects (numpy,
+scikit-learn, torch...) are not linked and are exempt from the nitpicky
+reference check (every reference to skicr itself must resolve); MathJax is
+served from the site itself (the ``sphinx-mathjax-offline`` package), and no
+page loads anything from another host (``.ci/browser_check.py`` checks it).
 """
 
 import os
@@ -39,6 +46,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 copied into _static/mathjax: no CDN
     "sphinx.ext.viewcode",
     "numpydoc",
     "myst_parser",
@@ -97,6 +105,9 @@ sphinx_gallery_conf = {
     "reset_modules": ("matplotlib", "gallery_order.reset_torch"),
     "abort_on_example_error": False,
     "only_warn_on_example_error": False,
+    # The execution-times pages load jQuery and DataTables from CDNs.
+    "write_computation_times": False,
+    "plot_gallery": os.environ.get("SKICR_DOCS_NO_GALLERY", "0") != "1",
 }
 
 warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
@@ -105,6 +116,11 @@ warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
 html_theme = "pydata_sphinx_theme"
 html_title = f"skicr {release}"
 html_static_path = ["_static"]
+html_css_files = ["skicr.css"]  # code, tables and figures inside the content column
+html_favicon = "_static/favicon.png"
+# Pages without sub-pages have nothing to show in the left sidebar: give the
+# content the room.
+html_sidebars = {"index": [], "getting_started": [], "benchmarks": []}
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,

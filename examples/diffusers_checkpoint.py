@@ -18,6 +18,8 @@ Download (once, with internet access)::
     huggingface-cli download google/ddpm-cifar10-32 --local-dir ddpm-cifar10-32
 """
 
+# sphinx_gallery_thumbnail_path = "_static/thumb_diffusers_checkpoint.png"
+
 # %%
 # DDPM on CIFAR-10: a diffusers ``UNet2DModel``
 # ---------------------------------------------

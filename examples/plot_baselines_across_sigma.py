@@ -60,8 +60,9 @@ table.round(4)
 # Each panel is one metric across sigma, with the probe accuracy in grey on
 # a second axis.
 metrics = ["ICR", "LiDAR", "RankMe", "alignment", "uniformity"]
-fig, axes = plt.subplots(1, len(metrics), figsize=(15, 3.2), layout="constrained")
-for ax, name in zip(axes, metrics):
+fig, axes = plt.subplots(2, 3, figsize=(9, 5.6), layout="constrained")
+axes[-1, -1].set_axis_off()  # five metrics, six cells
+for ax, name in zip(axes.flat, metrics):
     ax.plot(table["sigma"], table[name], marker="o")
     ax.set_xscale("log")
     ax.set_xlabel("sigma")
@@ -69,7 +70,7 @@ for ax, name in zip(axes, metrics):
     twin = ax.twinx()
     twin.plot(table["sigma"], table["probe accuracy"], color="grey", linestyle="--")
     twin.set_yticks([])
-fig.suptitle("Label-free metrics (solid) and probe accuracy (dashed) across noise levels")
+_ = fig.suptitle("Label-free metrics (solid) and probe accuracy (dashed) across noise levels")
 
 # %%
 # Rank agreement with the probe

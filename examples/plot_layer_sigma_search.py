@@ -49,7 +49,7 @@ selector.probe_surface_.round(3)
 # The heat map marks the label-free choice (solid) and the probe optimum
 # (dashed).
 ax = selector.plot()
-ax.set_title("400 digits, 4 views: held-out ICR over layer x sigma")
+_ = ax.set_title("400 digits, 4 views: held-out ICR over layer x sigma")
 
 # %%
 # Reading the surface

@@ -62,7 +62,7 @@ results.round(4)
 # ICR (lower is cleaner) against the accuracy of a logistic-regression
 # probe on one noisy view. The dotted line is the label-free choice.
 ax = selector.plot()
-ax.set_title("400 digits, bottleneck 'mid' (spatial mean), 4 views")
+_ = ax.set_title("400 digits, bottleneck 'mid' (spatial mean), 4 views")
 
 # %%
 # How well does the label-free ranking follow the probe? A Spearman
@@ -105,7 +105,7 @@ for column in comparison.columns[1:]:
 # different representations, of different dimension). Compare one kind of
 # feature across sigma, and check the choice once with a probe, as above,
 # before trusting it on a new model or layer.
-#
+
 # %%
 # Use the chosen features
 # -----------------------
