@@ -227,7 +227,8 @@ def report(results):
 
 
 def plot(results, path):
-    """Two heat maps side by side: held-out ICR and probe accuracy, both optima marked."""
+    """Two heat maps, one above the other (sized for the documentation's content
+    column): held-out ICR and probe accuracy, both optima marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,14 +237,15 @@ def plot(results, path):
     from skicr.plotting import plot_icr_surface
 
     cv_results = results["run"]["cv_results"]
-    n_sigmas = len(results["settings"]["sigmas"])
-    fig, axes = plt.subplots(1, 2, figsize=(2.6 + 1.3 * n_sigmas, 4.6))
+    n_layers = len(results["settings"]["layers"])
+    plt.rcParams.update({"font.size": 12})
+    fig, axes = plt.subplots(2, 1, figsize=(8.5, 2 * (2.2 + 0.55 * n_layers)),
+                             layout="constrained")
     plot_icr_surface(cv_results, ax=axes[0], title="held-out ICR (cv=5)")
     plot_icr_surface(cv_results, value="probe_accuracy", ax=axes[1],
                      title="probe accuracy (one augmented view)")
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    fig.savefig(path, dpi=150)
     plt.close(fig)
 
 

@@ -407,13 +407,16 @@ def report(results, sigmas):
 
 def plot(results, sigmas, path):
     """Four panels: ICR and probe accuracy by layer/pooling (part 1), ICR by
-    augmentation (part 2), and the scan's held-out ICR at low noise (part 4)."""
+    augmentation (part 2), and the scan's held-out ICR at low noise (part 4).
+    Sized for the documentation's content column (about 750 px wide)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    plt.rcParams.update({"font.size": 11, "legend.fontsize": 9})
+    fig, axes = plt.subplots(2, 2, figsize=(9.5, 8.5), layout="constrained")
     axes = axes.ravel()
     colors = {"down.1": "tab:green", "mid": "tab:blue", "up.0": "tab:red",
               "none": "tab:gray", "weak": "tab:olive", "default": "tab:blue",
@@ -425,20 +428,25 @@ def plot(results, sigmas, path):
         axes[0].plot(sigmas, r["icr"], **style)
         axes[1].plot(sigmas, np.mean(r["acc_clean"], axis=1), **style)
     axes[0].set_ylabel("in-sample ICR (lower is cleaner)")
-    axes[0].set_title("(a) ICR by layer / pooling (default augmentation, 4 views)")
-    axes[1].set_ylabel("probe accuracy")
-    axes[1].set_title("(b) logistic probe on one noisy un-augmented view, 10-fold CV")
+    axes[0].set_title("(a) ICR by layer / pooling")
+    axes[1].set_ylabel("probe accuracy (one noisy view)")
+    axes[1].set_title("(b) probe on the same features, 10 folds")
     axes[1].set_ylim(0.8, 1.0)
     for key, r in results.get("augment", {}).items():
         name, pooling = key.split("/")
         axes[2].plot(sigmas, r["icr"], color=colors[name], marker="o", ms=3,
                      linestyle="-" if pooling == "mean" else "--", label=key)
-    axes[2].set_ylabel("in-sample ICR")
-    axes[2].set_title("(c) ICR by augmentation strength (mid, 4 views)")
+    axes[2].set_ylabel("in-sample ICR (mid)")
+    axes[2].set_title("(c) ICR by augmentation strength")
     for ax in axes[:3]:
         ax.set_xscale("log")
-        ax.set_xlabel("sigma")
-        ax.legend(fontsize="x-small", ncol=2)
+        ax.set_xlabel("sigma (solid: mean pooling, dashed: flatten)")
+        ax.grid(alpha=0.3)
+    for ax in (axes[0], axes[2]):  # room above the curves for the legend
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.32 * (high - low))
+        ax.legend(ncol=3, loc="upper center", columnspacing=1.0, handlelength=1.8)
+    axes[1].legend(ncol=2, loc="lower left", handlelength=1.8)
     runs = {k: v for k, v in results.get("selector", {}).items() if "seed" in k and "600" not in k
             and "flatten" not in k}
     if runs:
@@ -448,22 +456,22 @@ def plot(results, sigmas, path):
             low = s <= 0.5
             icr = np.asarray(r["icr"])[low]
             acc = np.asarray(r["acc_view"]).mean(axis=1)[low]
-            ax.plot(s[low], icr, color="tab:blue", marker="o", ms=4, alpha=1 - 0.25 * i,
-                    label=f"held-out ICR, {name}")
+            ax.plot(s[low], icr, color="tab:blue", marker="o", ms=4, alpha=1 - 0.25 * i)
             twin.plot(s[low], acc, color="tab:orange", marker="s", ms=4, linestyle="--",
-                      alpha=1 - 0.25 * i, label=f"probe accuracy, {name}")
+                      alpha=1 - 0.25 * i)
             ax.axvline(s[int(np.argmin(r["icr"]))], color="black", linestyle=":", lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("sigma")
         ax.set_ylabel("held-out ICR (cv=5)", color="tab:blue")
         twin.set_ylabel("probe accuracy (one augmented view)", color="tab:orange")
-        ax.set_title("(d) skicr scan defaults, low-noise half (dotted: chosen sigma)")
-        handles = ax.get_legend_handles_labels()
-        more = twin.get_legend_handles_labels()
-        ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize="x-small",
-                  loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+        ax.set_title("(d) the scan's defaults, sigma <= 0.5")
+        ax.grid(alpha=0.3)
+        ax.legend([Line2D([], [], color="tab:blue", marker="o"),
+                   Line2D([], [], color="tab:orange", marker="s", linestyle="--"),
+                   Line2D([], [], color="black", linestyle=":")],
+                  ["held-out ICR", "probe accuracy", "chosen sigma"],
+                  title=f"{len(runs)} seeds (fading)", title_fontsize=9, loc="upper left")
+    fig.savefig(path, dpi=150)
     plt.close(fig)
 
 

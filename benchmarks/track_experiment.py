@@ -190,10 +190,12 @@ def figure_run(frame, path, title):
 
 
 def figure_comparison(frames, path):
-    """ICR (relative to its first trained value) and the invariant share, both runs."""
+    """Both runs on shared axes: ICR, memorization ratio, the covariance traces and
+    the invariant share, in a 2 x 2 grid sized for the documentation's column."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(2, 2, figsize=(9, 7), sharex=True, layout="constrained")
+    axes = axes.ravel()
     for (name, frame), color in zip(frames.items(), ("tab:blue", "tab:orange")):
         trained = frame[frame["step"] > 0]
         axes[0].plot(trained["step"], trained["icr"], "o-", ms=3, color=color, label=name)
@@ -206,16 +208,21 @@ def figure_comparison(frames, path):
                      label=fr"{name}: tr$\Sigma_s$")
         axes[2].plot(trained["step"], trained["trace_xi"], "^:", ms=3, color=color,
                      label=fr"{name}: tr$\Sigma_\xi$")
+        axes[3].plot(trained["step"], trained["invariant_share"], "o-", ms=3, color=color,
+                     label=name)
     axes[0].set_ylabel(f"ICR (sigma={SIGMA}, mid, mean)")
     axes[1].set_ylabel("memorization ratio (d1/d2 < 1/3)")
     axes[2].set_ylabel("covariance trace")
     axes[2].set_yscale("log")
-    for ax in axes:
-        ax.set_xlabel("training step")
+    axes[3].set_ylabel(r"invariant share tr$\Sigma_s$ / tr$\Sigma_h$")
+    for ax, title in zip(axes, ["(a) ICR", "(b) memorization", "(c) where the spread grows",
+                                "(d) invariant share"]):
+        ax.set_title(title, fontsize="medium")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    for ax in axes[2:]:
+        ax.set_xlabel("training step")
+    fig.savefig(path, dpi=150)
     plt.close(fig)
 
 
