@@ -266,8 +266,7 @@ def main(argv=None):
     missing = [p for p in pages if not (build / p).exists()]
     ensure_chromium()
     out = build / "_browser_check"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
 
     server = serve(build)
     host, port = server.server_address[:2]

@@ -46,8 +46,8 @@ MISSING = {
 FIGURES = {
     "core.md": [("benchmarks_ratios.png",
                  "Measured ratios against their goals, from the tables on this page "
-                 "(numerical core, feature extraction, noise-level selection). Left: speed-ups, "
-                 "higher is better; right: cost relative to a reference, lower is better. "
+                 "(numerical core, feature extraction, noise-level selection). Top: speed-ups, "
+                 "higher is better; bottom: cost relative to a reference, lower is better. "
                  "A bar in green meets its goal (the tick), one in red does not.")],
     "dual.md": [("benchmarks_primal_dual.png",
                  "Primal (d x d) against dual (Gram, n x n) ICR over the feature dimension d for "
@@ -243,6 +243,10 @@ def section_body(text):
         if not fenced and line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
             line = "#" * max(3, level + 1) + line[level:]
+        # "Machine: ..." then "Command: ..." on the next line: keep them on two lines
+        if (not fenced and out and re.match(r"^[A-Z][A-Za-z ]{0,20}: ", line)
+                and re.match(r"^[A-Z][A-Za-z ]{0,20}: ", out[-1])):
+            out[-1] += "\\"
         out.append(line)
     return "\n".join(out).strip()
 

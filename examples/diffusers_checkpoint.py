@@ -6,9 +6,8 @@ skicr never downloads anything at run time. To measure a published model,
 download its checkpoint once on a machine with internet access, then give
 the folder to :class:`~skicr.FeatureExtractor`.
 
-This example is shown, not run, when the documentation is built: its file name does not start with
-``plot_``, so sphinx-gallery (``filename_pattern=r"/plot_"`` in
-``docs/conf.py``) only renders it. The loading code is the one the test
+This example is shown, not run, when the documentation is built (it needs
+the downloaded checkpoint). The loading code is the one the test
 suite runs on tiny randomly initialised models saved in the same layouts;
 see :doc:`../extraction` for every option.
 
@@ -66,7 +65,8 @@ from diffusers import DDPMScheduler, UNet2DModel
 from skicr.extraction import UNet2DBackbone
 
 unet = UNet2DModel.from_pretrained("ddpm-cifar10-32")
-backbone = UNet2DBackbone(unet, scheduler=DDPMScheduler.from_pretrained("ddpm-cifar10-32"))
+scheduler = DDPMScheduler.from_pretrained("ddpm-cifar10-32")
+backbone = UNet2DBackbone(unet, scheduler=scheduler)
 extractor = FeatureExtractor(backbone, layer="mid_block", sigma=0.3, device="cuda")
 
 # %%

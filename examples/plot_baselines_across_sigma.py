@@ -35,7 +35,8 @@ from skicr.recipes import make_probe
 images, labels = load_digits_images()
 subset = np.random.default_rng(3).choice(len(images), size=300, replace=False)
 images, labels = images[subset], labels[subset]
-extractor = FeatureExtractor(load_pretrained("digits"), layer="mid", n_views=4, random_state=0)
+extractor = FeatureExtractor(load_pretrained("digits"), layer="mid", n_views=4,
+                             random_state=0)
 
 # %%
 # One extraction per sigma; every metric reads the same views
@@ -70,7 +71,7 @@ for ax, name in zip(axes.flat, metrics):
     twin = ax.twinx()
     twin.plot(table["sigma"], table["probe accuracy"], color="grey", linestyle="--")
     twin.set_yticks([])
-_ = fig.suptitle("Label-free metrics (solid) and probe accuracy (dashed) across noise levels")
+_ = fig.suptitle("Label-free metrics (solid) and probe accuracy (dashed, grey)")
 
 # %%
 # Rank agreement with the probe
@@ -95,5 +96,6 @@ pd.Series({
 # feature axes changes alignment but leaves ICR as it is:
 views = extractor.set_params(sigma=0.2).fit(images).transform_views(images)
 stretch = np.linspace(0.2, 5.0, views.shape[-1])  # an anisotropic rescaling
-print(f"ICR (tau=0):  {icr_score(views, tau=0):.4f} -> {icr_score(views * stretch, tau=0):.4f}")
+print(f"ICR (tau=0):  {icr_score(views, tau=0):.4f} -> "
+      f"{icr_score(views * stretch, tau=0):.4f}")
 print(f"alignment:    {alignment(views):.4f} -> {alignment(views * stretch):.4f}")

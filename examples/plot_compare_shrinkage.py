@@ -96,7 +96,8 @@ print("chosen without labels:", search.best_params_["decompose__covariance_estim
 # standard deviation as error bars.
 import matplotlib.pyplot as plt
 
-fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True, layout="constrained")
+fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True,
+                                  layout="constrained")
 positions = np.arange(len(table))
 left.errorbar(table["held-out ICR"], positions, xerr=table["ICR std"], fmt="o")
 left.set_xlabel("held-out ICR (lower is cleaner)")
@@ -118,7 +119,8 @@ _ = fig.suptitle("Covariance estimators on 384-feature views of 300 digits, 5 fo
 # contrast rows exactly).
 for estimator in [LedoitWolf(), OAS()]:
     fitted = InvariantResidualDecomposer(covariance_estimator=estimator).fit(X)
-    print(f"{type(estimator).__name__:>10}: shrinkage of Sigma_s {fitted.shrinkage_s_:.3f}, "
+    print(f"{type(estimator).__name__:>10}: "
+          f"shrinkage of Sigma_s {fitted.shrinkage_s_:.3f}, "
           f"of Sigma_xi {fitted.shrinkage_xi_:.3f}, in-sample ICR {fitted.icr_:.4f}")
 
 # %%

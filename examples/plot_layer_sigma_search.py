@@ -35,7 +35,8 @@ selector = NoiseLevelSelector(
     cv=4,
     random_state=0,
 ).fit(images, labels)
-print(f"lowest held-out ICR: layer {selector.best_layer_!r}, sigma {selector.best_sigma_:.3g}")
+print(f"lowest held-out ICR: layer {selector.best_layer_!r}, "
+      f"sigma {selector.best_sigma_:.3g}")
 
 # %%
 # ``icr_surface_`` holds the mean held-out ICR as a layers x sigmas table

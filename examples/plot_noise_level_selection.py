@@ -54,7 +54,8 @@ print(f"chosen sigma: {selector.best_sigma_:.3g}")
 
 # %%
 # ``cv_results_`` is a dict of arrays, ready for pandas.
-columns = ["sigma", "mean_icr", "std_icr", "mean_probe_accuracy", "std_probe_accuracy", "extract_time"]
+columns = ["sigma", "mean_icr", "std_icr", "mean_probe_accuracy", "std_probe_accuracy",
+           "extract_time"]
 results = pd.DataFrame(selector.cv_results_)[columns]
 results.round(4)
 
@@ -69,7 +70,8 @@ _ = ax.set_title("400 digits, bottleneck 'mid' (spatial mean), 4 views")
 # correlation between ``-ICR`` and the accuracy across the grid:
 rho = spearmanr(-results["mean_icr"], results["mean_probe_accuracy"]).statistic
 best_probe = results["sigma"][results["mean_probe_accuracy"].idxmax()]
-print(f"Spearman(-ICR, accuracy) = {rho:.2f}; probe accuracy peaks at sigma = {best_probe:.3g}")
+print(f"Spearman(-ICR, accuracy) = {rho:.2f}; "
+      f"probe accuracy peaks at sigma = {best_probe:.3g}")
 
 # %%
 # Pooling changes the curve
@@ -82,7 +84,8 @@ print(f"Spearman(-ICR, accuracy) = {rho:.2f}; probe accuracy peaks at sigma = {b
 # trace identity, no eigendecomposition):
 from skicr.metrics import icr_score
 
-flattened = FeatureExtractor(net, layer="mid", n_views=4, pooling="flatten", random_state=0)
+flattened = FeatureExtractor(net, layer="mid", n_views=4, pooling="flatten",
+                             random_state=0)
 flat_icr = [
     icr_score(flattened.set_params(sigma=sigma).fit(images).transform_views(images))
     for sigma in results["sigma"]
@@ -97,7 +100,8 @@ comparison.round(4)
 # %%
 # Where each curve is lowest:
 for column in comparison.columns[1:]:
-    print(f"{column}: lowest at sigma = {comparison['sigma'][comparison[column].idxmin()]:.3g}")
+    lowest = comparison["sigma"][comparison[column].idxmin()]
+    print(f"{column}: lowest at sigma = {lowest:.3g}")
 
 # %%
 # The two kinds of features need not agree on the cleanest sigma, and

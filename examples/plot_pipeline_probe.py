@@ -31,7 +31,8 @@ images, labels = load_digits_images()
 subset = np.random.default_rng(1).choice(len(images), size=300, replace=False)
 images, labels = images[subset], labels[subset]
 
-extractor = FeatureExtractor(load_pretrained("digits"), sigma=0.2, n_views=4, random_state=0)
+extractor = FeatureExtractor(load_pretrained("digits"), sigma=0.2, n_views=4,
+                             random_state=0)
 pipe = Pipeline([
     ("extract", extractor),
     ("decompose", InvariantResidualDecomposer(n_components=32)),

@@ -43,7 +43,8 @@ result = train_denoiser(
     callback=monitor, callback_every=30,
 )
 history = monitor.history_
-history[["step", "icr", "trace_s", "trace_xi", "invariant_share", "memorization_ratio"]].round(4)
+columns = ["step", "icr", "trace_s", "trace_xi", "invariant_share", "memorization_ratio"]
+history[columns].round(4)
 
 # %%
 # The trajectory: ICR (with its smoothed curve and minimum) and the
@@ -60,7 +61,8 @@ axes = monitor.plot(title="48 digits, sigma = 0.2")
 # :func:`~skicr.models.train_denoiser` when it fires); ``step`` is the
 # checkpoint to keep, None while ICR is still decreasing.
 turning = monitor.turning_point()
-print(f"found={turning.found}, minimum at step {turning.step}, p-value {turning.p_value:.3f}")
+print(f"found={turning.found}, minimum at step {turning.step}, "
+      f"p-value {turning.p_value:.3f}")
 
 # %%
 # A few hundred steps are only the start of training, where ICR moves for
@@ -76,7 +78,8 @@ print(f"found={turning.found}, minimum at step {turning.step}, p-value {turning.
 # the second nearest. Exact copies count; fresh images do not:
 samples = monitor.generate(result.ema_net)
 print("samples of the trained model:", memorization_ratio(samples, training))
-print("near-copies of training images:", memorization_ratio(training[:10] + 0.01, training))
+print("near-copies of training images:",
+      memorization_ratio(training[:10] + 0.01, training))
 
 # %%
 # Checkpoints on disk
