@@ -47,6 +47,14 @@ def resize_images(images, size):
     Returns
     -------
     resized : ndarray of shape (n, C, size, size), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.datasets import resize_images
+    >>> images = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
+    >>> resize_images(images, 16).shape
+    (3, 1, 16, 16)
     """
     size = _check_size(size)
     images = np.asarray(images, dtype=np.float32)

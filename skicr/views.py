@@ -42,6 +42,16 @@ class ViewArray(np.ndarray):
         Flattened views, views contiguous.
     n_views : int
         Number of views per image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.views import ViewArray
+    >>> X = ViewArray(np.zeros((5, 3 * 4)), n_views=3)   # 5 images, 3 views of 4 features
+    >>> X.n_views, X[1:3].n_views                        # row selection keeps n_views
+    (3, 3)
+    >>> X.reshape(5, 3, 4).shape                         # views are contiguous
+    (5, 3, 4)
     """
 
     def __new__(cls, data, n_views):
@@ -198,6 +208,18 @@ def check_grouped_views(X, n_views=None, *, min_images=2, dtype=np.float64):
     -------
     views : ndarray of shape (n_images, n_views, n_features)
         A finite array of ``dtype``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import check_grouped_views
+    >>> flat = np.arange(24.0).reshape(3, 8)  # 3 images x (2 views x 4 features)
+    >>> check_grouped_views(flat, n_views=2).shape
+    (3, 2, 4)
+    >>> check_grouped_views(flat)
+    Traceback (most recent call last):
+    ...
+    ValueError: ...
     """
     n_views = resolve_n_views(X, n_views)
     values = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)

@@ -32,6 +32,14 @@ def effective_rank(values, eps=1e-7):
     -------
     rank : float
         In [1, k] (up to the ``eps`` term).
+
+    Examples
+    --------
+    >>> from skicr.metrics import effective_rank
+    >>> round(effective_rank([1.0, 1.0, 1.0, 1.0]), 3)   # four equal values
+    4.0
+    >>> round(effective_rank([1.0, 0.0, 0.0, 0.0]), 3)   # one
+    1.0
     """
     values = np.abs(np.asarray(values, dtype=np.float64))
     total = values.sum()
@@ -62,6 +70,17 @@ def lidar(views, n_views=None, *, delta=1e-4, eps=1e-8):
     -------
     lidar : float
         Higher is a richer representation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import lidar
+    >>> rng = np.random.default_rng(0)
+    >>> rich = rng.normal(size=(300, 1, 8)) + 0.3 * rng.normal(size=(300, 4, 8))
+    >>> poor = rich.copy()
+    >>> poor[..., 1:] = 0.3 * rng.normal(size=(300, 4, 7))  # content in one feature
+    >>> bool(lidar(rich) > lidar(poor))                      # higher is richer
+    True
     """
     views = check_grouped_views(views, n_views)
     cov_b, cov_w, _ = estimate_covariances(accumulate(views))
@@ -90,6 +109,17 @@ def rankme(views, n_views=None, *, eps=1e-7):
     Returns
     -------
     rankme : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import rankme
+    >>> rng = np.random.default_rng(0)
+    >>> full = rng.normal(size=(200, 2, 8))
+    >>> low = full.copy()
+    >>> low[..., 4:] = 0                   # only 4 of the 8 features are used
+    >>> bool(rankme(full) > rankme(low))
+    True
     """
     views = check_grouped_views(views, n_views)
     singular_values = np.linalg.svd(_embedding_rows(views), compute_uv=False)
@@ -115,6 +145,16 @@ def alpha_req(views, n_views=None, *, rtol=1e-10):
     -------
     alpha : float
         Larger means faster decay (a lower-dimensional representation).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import alpha_req
+    >>> rng = np.random.default_rng(0)
+    >>> scales = np.arange(1, 17) ** -1.0      # power-law spectrum of the features' std
+    >>> views = rng.normal(size=(2000, 2, 16)) * scales
+    >>> round(alpha_req(views), 1)             # variances decay as i**-2
+    2.0
     """
     views = check_grouped_views(views, n_views)
     rows = _embedding_rows(views)
@@ -151,6 +191,17 @@ def alignment(views, n_views=None, *, alpha=2.0):
     Returns
     -------
     alignment : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import alignment
+    >>> rng = np.random.default_rng(0)
+    >>> content = rng.normal(size=(200, 1, 8))
+    >>> close = content + 0.1 * rng.normal(size=(200, 4, 8))
+    >>> far = content + 1.0 * rng.normal(size=(200, 4, 8))
+    >>> bool(alignment(close) < alignment(far))    # lower is more aligned
+    True
     """
     z = _normalise(check_grouped_views(views, n_views))
     a, b = np.triu_indices(z.shape[1], k=1)
@@ -175,6 +226,17 @@ def uniformity(views, n_views=None, *, t=2.0):
     Returns
     -------
     uniformity : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import uniformity
+    >>> rng = np.random.default_rng(0)
+    >>> spread = rng.normal(size=(200, 2, 8))
+    >>> clumped = spread.copy()
+    >>> clumped[..., 0] += 10                # every image pushed towards one direction
+    >>> bool(uniformity(spread) < uniformity(clumped))   # lower is more uniform
+    True
     """
     z = _normalise(check_grouped_views(views, n_views))
     terms = np.concatenate([np.exp(-t * pdist(z[:, v], "sqeuclidean")) for v in range(z.shape[1])])

@@ -112,6 +112,22 @@ def ledoit_wolf_from_moments(scatter, fourth, n_samples):
         ``mu = tr(S) / d``.
     shrinkage : float
         ``delta`` in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.covariance import LedoitWolf
+    >>> from skicr.metrics import ledoit_wolf_from_moments
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(30, 10))
+    >>> X -= X.mean(axis=0)
+    >>> fourth = float((np.sum(X**2, axis=1) ** 2).sum())
+    >>> covariance, shrinkage = ledoit_wolf_from_moments(X.T @ X, fourth, 30)
+    >>> reference = LedoitWolf(assume_centered=True).fit(X)
+    >>> bool(np.allclose(covariance, reference.covariance_))
+    True
+    >>> bool(np.isclose(shrinkage, reference.shrinkage_))
+    True
     """
     emp_cov = scatter / n_samples
     shrinkage = ledoit_wolf_shrinkage_from_moments(
@@ -134,6 +150,21 @@ def oas_from_moments(scatter, n_samples):
     -------
     covariance : ndarray of shape (d, d)
     shrinkage : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.covariance import OAS
+    >>> from skicr.metrics import oas_from_moments
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(30, 10))
+    >>> X -= X.mean(axis=0)
+    >>> covariance, shrinkage = oas_from_moments(X.T @ X, 30)
+    >>> reference = OAS(assume_centered=True).fit(X)
+    >>> bool(np.allclose(covariance, reference.covariance_))
+    True
+    >>> bool(np.isclose(shrinkage, reference.shrinkage_))
+    True
     """
     emp_cov = scatter / n_samples
     shrinkage = oas_shrinkage_from_moments(
@@ -156,6 +187,16 @@ def shrinkage_coefficient(estimator, n_samples, n_features, trace, frobenius2, f
     -------
     shrinkage : float
         0 for the empirical covariance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.covariance import ShrunkCovariance
+    >>> from skicr.metrics import shrinkage_coefficient
+    >>> shrinkage_coefficient(ShrunkCovariance(shrinkage=0.3), 50, 4, 4.0, 5.0, 100.0)
+    0.3
+    >>> shrinkage_coefficient(None, 50, 4, 4.0, 5.0, 100.0)
+    0.0
     """
     if estimator is None or type(estimator) is EmpiricalCovariance:
         return 0.0
@@ -183,6 +224,19 @@ def shrunk_from_moments(scatter, n_samples, shrinkage):
     Returns
     -------
     covariance : ndarray of shape (d, d)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.covariance import ShrunkCovariance
+    >>> from skicr.metrics import shrunk_from_moments
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(30, 5))
+    >>> X -= X.mean(axis=0)
+    >>> covariance = shrunk_from_moments(X.T @ X, 30, 0.2)
+    >>> reference = ShrunkCovariance(shrinkage=0.2, assume_centered=True).fit(X)
+    >>> bool(np.allclose(covariance, reference.covariance_))
+    True
     """
     return _shrink(scatter / n_samples, shrinkage)
 
@@ -202,6 +256,15 @@ def is_streaming_estimator(estimator):
         True for None and for exact instances of sklearn's
         ``EmpiricalCovariance``, ``ShrunkCovariance``, ``LedoitWolf`` and
         ``OAS`` (not subclasses, whose ``fit`` may do something else).
+
+    Examples
+    --------
+    >>> from sklearn.covariance import LedoitWolf, MinCovDet
+    >>> from skicr.metrics import is_streaming_estimator
+    >>> is_streaming_estimator(None), is_streaming_estimator(LedoitWolf())
+    (True, True)
+    >>> is_streaming_estimator(MinCovDet())      # needs the rows themselves
+    False
     """
     return estimator is None or type(estimator) in (
         EmpiricalCovariance, ShrunkCovariance, LedoitWolf, OAS,
@@ -248,6 +311,14 @@ def project_psd(matrix):
     Returns
     -------
     psd : ndarray of shape (d, d)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import project_psd
+    >>> project_psd(np.array([[1.0, 0.0], [0.0, -2.0]]))
+    array([[1., 0.],
+           [0., 0.]])
     """
     sym = (matrix + matrix.T) / 2.0
     eigenvalues, eigenvectors = np.linalg.eigh(sym)
@@ -281,6 +352,20 @@ def estimate_covariances(stats, covariance_estimator=None, bias_correction=False
     covariance_xi : ndarray of shape (d, d)
     info : dict
         ``shrinkage_s`` and ``shrinkage_xi`` (NaN where the estimator has none).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.covariance import LedoitWolf
+    >>> from skicr.metrics import accumulate, estimate_covariances
+    >>> rng = np.random.default_rng(0)
+    >>> views = rng.normal(size=(100, 4, 8))
+    >>> covariance_s, covariance_xi, info = estimate_covariances(accumulate(views))
+    >>> covariance_s.shape, covariance_xi.shape
+    ((8, 8), (8, 8))
+    >>> _, _, info = estimate_covariances(accumulate(views), LedoitWolf())
+    >>> 0 <= info["shrinkage_xi"] <= 1
+    True
     """
     n_images = stats.n_images
     stats._check_enough()

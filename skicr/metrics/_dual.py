@@ -150,6 +150,17 @@ def dual_mean_invariant_snr(views, tau_abs=None, *, tau=1e-3, tau_mode="relative
     Returns
     -------
     mean_snr : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import accumulate, decompose, dual_mean_invariant_snr
+    >>> rng = np.random.default_rng(0)
+    >>> # 300 features, more than the 60 rows
+    >>> views = rng.normal(size=(20, 1, 300)) + rng.normal(size=(20, 3, 300))
+    >>> primal = decompose(accumulate(views), spectrum=False).mean_snr
+    >>> bool(np.isclose(dual_mean_invariant_snr(views), primal))
+    True
     """
     if not is_streaming_estimator(covariance_estimator):
         raise ValueError(

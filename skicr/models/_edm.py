@@ -176,6 +176,16 @@ def edm_loss(
     -------
     loss : torch.Tensor
         Scalar: the weighted squared error averaged over images and pixels.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skicr.models import EDMPrecond, SmallUNet, edm_loss
+    >>> denoiser = EDMPrecond(SmallUNet(channels=(8, 16), mid_channels=16))
+    >>> images = torch.rand(4, 1, 16, 16) * 2 - 1        # in [-1, 1]
+    >>> loss = edm_loss(denoiser, images, generator=torch.Generator().manual_seed(0))
+    >>> loss.ndim, bool(loss > 0)
+    (0, True)
     """
     if not isinstance(denoiser, EDMPrecond):
         raise TypeError(

@@ -60,6 +60,22 @@ def save_denoiser(net, path, metadata=None, dtype=torch.float32):
     -------
     path : Path
         The written file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import torch
+    >>> from skicr.models import SmallUNet, load_denoiser, save_denoiser
+    >>> net = SmallUNet(channels=(8, 16), mid_channels=16)
+    >>> path = Path(tempfile.mkdtemp()) / "net.pt"
+    >>> _ = save_denoiser(net, path, metadata={"step": 100})
+    >>> loaded, metadata = load_denoiser(path, return_metadata=True)
+    >>> metadata["step"]
+    100
+    >>> all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+    ...                                       loaded.state_dict().values()))
+    True
     """
     if not isinstance(net, SmallUNet):
         raise TypeError(f"save_denoiser saves a SmallUNet; got {type(net).__name__}.")
@@ -98,6 +114,16 @@ def load_denoiser(path, device=None, return_metadata=False):
         The raw network ``F`` in eval mode, float32.
     metadata : dict
         Only when ``return_metadata=True``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from skicr.models import SmallUNet, load_denoiser, save_denoiser
+    >>> path = Path(tempfile.mkdtemp()) / "net.pt"
+    >>> _ = save_denoiser(SmallUNet(channels=(8, 16), mid_channels=16), path)
+    >>> type(load_denoiser(path)).__name__
+    'SmallUNet'
     """
     path = Path(path)
     if not path.is_file():

@@ -32,6 +32,13 @@ def edm_sigma_steps(n_steps=18, sigma_min=0.002, sigma_max=80.0, rho=7.0):
     -------
     sigmas : torch.Tensor of shape (n_steps + 1,), float64
         Decreasing noise levels, last one 0.
+
+    Examples
+    --------
+    >>> from skicr.models import edm_sigma_steps
+    >>> steps = edm_sigma_steps(4)
+    >>> len(steps), float(steps[0]), float(steps[-1])   # from sigma_max down, then 0
+    (5, 80.0, 0.0)
     """
     if not isinstance(n_steps, Integral) or isinstance(n_steps, bool) or n_steps < 2:
         raise ValueError(f"n_steps must be an int >= 2; got {n_steps!r}.")

@@ -28,6 +28,16 @@ class TrainingResult(NamedTuple):
         ``{"step": [...], "loss": [...], "lr": [...], "seconds": float,
         "stopped_early": bool}``; ``loss[i]`` is the training loss of optimizer
         step ``step[i]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.models import SmallUNet, train_denoiser
+    >>> images = np.random.default_rng(0).random((16, 1, 16, 16), dtype=np.float32)
+    >>> result = train_denoiser(images, n_steps=3, batch_size=4, progress=False,
+    ...                         net=SmallUNet(channels=(8, 16), mid_channels=16))
+    >>> len(result.history["loss"]), type(result.ema_net).__name__
+    (3, 'SmallUNet')
     """
 
     ema_net: torch.nn.Module

@@ -81,6 +81,16 @@ def nearest_training_neighbors(generated, training, *, space="pixel", n_jobs=Non
         sample, recomputed exactly (so an exact copy has ``d1 == 0``).
     indices : ndarray of shape (n_generated, 2)
         Their row indices in ``training``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.monitoring import nearest_training_neighbors
+    >>> training = np.random.default_rng(0).random((20, 1, 4, 4))
+    >>> generated = training[[3, 7]] + 0.0                # two exact copies
+    >>> distances, indices = nearest_training_neighbors(generated, training)
+    >>> indices[:, 0].tolist(), distances[:, 0].tolist()
+    ([3, 7], [0.0, 0.0])
     """
     generated = _as_samples(generated, "generated")
     training = _as_samples(training, "training")

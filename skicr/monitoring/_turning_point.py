@@ -50,6 +50,16 @@ class TurningPoint:
         The steps, as given.
     window : int
         Moving-average window used (1: no smoothing).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.monitoring import detect_turning_point
+    >>> steps = np.arange(0, 3000, 100)
+    >>> icr = 0.4 + 1e-8 * (steps - 1500) ** 2          # a U, minimum at step 1500
+    >>> result = detect_turning_point(steps, icr)
+    >>> result.found, int(result.step)
+    (True, 1500)
     """
 
     found: bool

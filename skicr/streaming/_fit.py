@@ -84,6 +84,28 @@ def statistics_from_loader(
     See Also
     --------
     fit_from_loader : These statistics turned into a fitted decomposer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> from skicr.extraction import FeatureExtractor, statistics_from_loader
+    >>> from skicr.models import SmallUNet
+    >>> images = torch.rand(10, 1, 16, 16)
+    >>> extractor = FeatureExtractor(SmallUNet(channels=(8, 16), mid_channels=16),
+    ...                              layer="mid", n_views=2, random_state=0)
+    >>> stats = statistics_from_loader(extractor, DataLoader(TensorDataset(images),
+    ...                                                      batch_size=4))
+    >>> stats.n_images, stats.residual_scatter.shape
+    (10, (16, 16))
+
+    The same statistics as from all the views in memory:
+
+    >>> from skicr.metrics import accumulate
+    >>> in_memory = accumulate(extractor.fit(images.numpy()).transform_views(images.numpy()))
+    >>> bool(np.allclose(stats.residual_scatter, in_memory.residual_scatter))
+    True
     """
     check_int("checkpoint_every", checkpoint_every, 1)
     distributed, rank, world_size = resolve_distributed(distributed, group)

@@ -45,6 +45,21 @@ class LoaderViews(NamedTuple):
         ``labels[keep]``.
     batch : object
         The loader batch as it came (labels and all).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> from skicr.extraction import FeatureExtractor, iter_loader_views
+    >>> from skicr.models import SmallUNet
+    >>> dataset = TensorDataset(torch.rand(6, 1, 16, 16), torch.arange(6))
+    >>> extractor = FeatureExtractor(SmallUNet(channels=(8, 16), mid_channels=16),
+    ...                              layer="mid", n_views=2, random_state=0)
+    >>> item = next(iter_loader_views(extractor, DataLoader(dataset, batch_size=4)))
+    >>> item.views.shape, item.indices.tolist()
+    ((4, 2, 16), [0, 1, 2, 3])
+    >>> item.batch[1][item.keep].tolist()      # the labels of the kept images
+    [0, 1, 2, 3]
     """
 
     views: np.ndarray

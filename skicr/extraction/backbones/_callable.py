@@ -22,6 +22,22 @@ class CallableBackbone(Backbone):
     vae : diffusers.AutoencoderKL or None, default=None
     in_channels : int or None, default=None
     default_layer : str or None, default=None
+
+    Examples
+    --------
+    Any network, with a function that maps noisy images in [-1, 1] and sigma
+    to a forward call:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from skicr.extraction import CallableBackbone, FeatureExtractor
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU())
+    >>> backbone = CallableBackbone(net, lambda module, x, sigma: module(x),
+    ...                             default_layer="0")
+    >>> images = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)
+    >>> FeatureExtractor(backbone, n_views=3, random_state=0).fit(images).transform_views(
+    ...     images).shape
+    (5, 3, 4)
     """
 
     def __init__(self, module, forward_fn, *, vae=None, in_channels=None, default_layer=None):

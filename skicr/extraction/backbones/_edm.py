@@ -29,6 +29,17 @@ class EDMBackbone(Backbone):
     in_channels : int or None, default=None
     default_layer : str or None, default=None
         None guesses (``mid`` for skicr's denoiser).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.extraction import EDMBackbone, FeatureExtractor
+    >>> from skicr.models import SmallUNet
+    >>> backbone = EDMBackbone(SmallUNet(channels=(8, 16), mid_channels=16))
+    >>> images = np.random.default_rng(0).random((6, 1, 16, 16), dtype=np.float32)
+    >>> extractor = FeatureExtractor(backbone, layer="mid", sigma=0.2, n_views=2, random_state=0)
+    >>> extractor.fit(images).transform_views(images).shape   # 16 channels, spatial mean
+    (6, 2, 16)
     """
 
     def __init__(self, net, sigma_data=0.5, *, call="raw", class_label=None,

@@ -129,6 +129,16 @@ def as_backbone(backbone):
     ------
     TypeError
         For a network that is not recognised: wrap it in an adapter.
+
+    Examples
+    --------
+    >>> from skicr.extraction import EDMBackbone, as_backbone
+    >>> from skicr.models import SmallUNet
+    >>> backbone = as_backbone(SmallUNet(channels=(8, 16), mid_channels=16))
+    >>> isinstance(backbone, EDMBackbone)      # skicr's EDM network: the EDM adapter
+    True
+    >>> as_backbone(backbone) is backbone       # adapters pass through
+    True
     """
     if isinstance(backbone, Backbone):
         return backbone
