@@ -30,6 +30,22 @@ def plot_training_trajectory(frame, turning_point=None, axes=None, title=None, s
     Returns
     -------
     axes : ndarray of two matplotlib Axes
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skicr.monitoring import plot_training_trajectory
+    >>> frame = pd.DataFrame({"step": [0, 100, 200, 300, 400],
+    ...                       "icr": [0.9, 0.40, 0.38, 0.37, 0.375],
+    ...                       "trace_s": [0.1, 0.2, 0.3, 0.35, 0.4],
+    ...                       "trace_xi": [0.2, 0.3, 0.4, 0.45, 0.5]})
+    >>> top, bottom = plot_training_trajectory(frame, start_step=100)
+
+    The axis is scaled to the tested steps; the fresh network's ICR, far off
+    it, is listed in the legend:
+
+    >>> [text.get_text() for text in top.get_legend().get_texts()]
+    ['ICR', 'warm-up (not tested)', 'off scale: 0.900 (step 0)']
     """
     plt = _pyplot()
     missing = {"step", "icr", "trace_s", "trace_xi"} - set(frame.columns)
@@ -66,9 +82,8 @@ def plot_training_trajectory(frame, turning_point=None, axes=None, title=None, s
                    in zip(steps, frame["icr"].to_numpy(dtype=float))
                    if step < start_step and not lo - pad <= value <= hi + pad]
             if off:
-                top.text(0.01, 0.98, "off scale: " + ", ".join(off), transform=top.transAxes,
-                         fontsize=7, color="tab:blue", va="top",
-                         bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+                # a legend entry (no line), not free text that the legend could cover
+                top.plot([], [], linestyle="none", label="off scale: " + ", ".join(off))
     top.set_ylabel("ICR (lower is cleaner)", color="tab:blue")
     handles, labels = top.get_legend_handles_labels()
     if "memorization_ratio" in frame and frame["memorization_ratio"].notna().any():
