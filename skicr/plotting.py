@@ -27,6 +27,15 @@ def plot_noise_scan(cv_results, best_index=None, ax=None, title=None):
     -------
     ax : matplotlib Axes
         The axes with the ICR curve (the accuracy, if any, is on its twin).
+
+    Examples
+    --------
+    >>> from skicr.plotting import plot_noise_scan
+    >>> results = {"sigma": [0.01, 0.1, 1.0], "mean_icr": [0.45, 0.42, 0.70],
+    ...            "std_icr": [0.01, 0.01, 0.01], "mean_probe_accuracy": [0.85, 0.90, 0.60]}
+    >>> ax = plot_noise_scan(results, best_index=1, title="a scan")
+    >>> ax.get_xscale(), ax.get_title()
+    ('log', 'a scan')
     """
     plt = _pyplot()
     sigma = np.asarray(cv_results["sigma"], dtype=float)
@@ -168,6 +177,16 @@ def plot_icr_surface(cv_results, best_index=None, value="icr", annotate=None, ax
     -------
     ax : matplotlib Axes
         The axes with the heat map (its colour bar is on the same figure).
+
+    Examples
+    --------
+    >>> from skicr.plotting import plot_icr_surface
+    >>> results = {"layer": ["mid", "mid", "up.0", "up.0"], "sigma": [0.1, 1.0, 0.1, 1.0],
+    ...            "mean_icr": [0.42, 0.70, 0.40, 0.66],
+    ...            "mean_probe_accuracy": [0.90, 0.60, 0.85, 0.64]}
+    >>> ax = plot_icr_surface(results)
+    >>> [label.get_text() for label in ax.get_yticklabels()]
+    ['mid', 'up.0']
     """
     plt = _pyplot()
     if value not in ("icr", "probe_accuracy"):

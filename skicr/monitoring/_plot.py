@@ -133,6 +133,21 @@ def plot_retrieval_examples(images, labels, neighbors, queries, n_show=5, title=
     Returns
     -------
     figure : matplotlib Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.monitoring import plot_retrieval_examples, retrieval_accuracy
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.repeat(np.arange(3), 10)
+    >>> views = labels[:, None, None] + 0.3 * rng.normal(size=(30, 2, 4))
+    >>> images = rng.random((30, 1, 8, 8))
+    >>> scores, neighbors = retrieval_accuracy(views, labels, n_neighbors=3,
+    ...                                        return_neighbors=True)
+    >>> figure = plot_retrieval_examples(images, labels, neighbors, queries=[0, 10, 20],
+    ...                                  n_show=3)
+    >>> len(figure.axes) >= 3 * 7           # a query and 3 + 3 neighbours per row
+    True
     """
     plt = _pyplot()
     images = np.asarray(images)

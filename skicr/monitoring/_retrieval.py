@@ -67,7 +67,7 @@ def retrieval_accuracy(
     ----------
     views : array-like
         Grouped views ``(n_images, n_views, n_features)``, a
-        :class:`~skicr._views.ViewArray` from
+        :class:`~skicr.views.ViewArray` from
         :meth:`FeatureExtractor.transform <skicr.FeatureExtractor.transform>`,
         or flattened ``(n_images, n_views * n_features)`` with ``n_views``.
     labels : array-like of shape (n_images,)

@@ -80,6 +80,24 @@ class Backbone:
         Layer used when the extractor is given ``layer=None``; guessed from
         the network's children (``mid_block``, ``mid``, middle transformer
         block) when None.
+
+    Examples
+    --------
+    A subclass implements ``forward(noisy, sigma)``: how the network is called
+    on images with noise of std ``sigma`` (data in [-1, 1]):
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from skicr.extraction import Backbone, FeatureExtractor
+    >>> class PlainBackbone(Backbone):
+    ...     def forward(self, noisy, sigma):
+    ...         return self.module(noisy)
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.ReLU())
+    >>> images = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
+    >>> backbone = PlainBackbone(net, default_layer="0")
+    >>> FeatureExtractor(backbone, n_views=2, random_state=0).fit(images).transform_views(
+    ...     images).shape
+    (4, 2, 3)
     """
 
     def __init__(self, module, *, vae=None, in_channels=None, default_layer=None):

@@ -38,6 +38,26 @@ class FlowBackbone(Backbone):
     in_channels : int or None, default=None
     default_layer : str or None, default=None
         None guesses (the middle of ``blocks`` for SiT).
+
+    Examples
+    --------
+    A toy velocity network called as ``module(x_t, time)``:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from skicr.extraction import FeatureExtractor, FlowBackbone
+    >>> class Velocity(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.body = torch.nn.Conv2d(1, 4, 3, padding=1)
+    ...         self.head = torch.nn.Conv2d(4, 1, 3, padding=1)
+    ...     def forward(self, x, time):
+    ...         return self.head(torch.relu(self.body(x)))
+    >>> backbone = FlowBackbone(Velocity(), default_layer="body")
+    >>> images = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)
+    >>> FeatureExtractor(backbone, sigma=0.5, n_views=2, random_state=0).fit(
+    ...     images).transform_views(images).shape
+    (5, 2, 4)
     """
 
     def __init__(self, module, time_convention="noise_at_one", time_scale=1.0, *,
