@@ -345,17 +345,38 @@ def _api_entries():
     return entries, modules
 
 
+def _documented_objects(entries):
+    """The classes listed in an autosummary block, whichever module lists them."""
+    objects = []
+    for entry in entries:
+        module_name, _, name = entry.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError):
+            continue
+        if inspect.isclass(obj):
+            objects.append(obj)
+    return objects
+
+
 def test_api_reference_lists_every_public_name():
     entries, modules = _api_entries()
+    # A class re-exported by a second public module (skicr.extraction re-exports
+    # skicr.streaming.LoaderViews) is documented once: two class pages of one
+    # object are a duplicate object description for Sphinx.
+    documented_classes = _documented_objects(entries)
     missing = []
     for module_name in PUBLIC_MODULES:
         module = importlib.import_module(module_name)
         if module_name not in modules:
             missing.append(f"automodule {module_name}")
         for name in module.__all__:
-            if inspect.ismodule(getattr(module, name)):
+            obj = getattr(module, name)
+            if inspect.ismodule(obj):
                 continue
-            if f"{module_name}.{name}" not in entries:
+            if f"{module_name}.{name}" not in entries and not (
+                inspect.isclass(obj) and any(obj is other for other in documented_classes)
+            ):
                 missing.append(f"{module_name}.{name}")
     assert not missing, (
         "docs/api/*.rst must list every public name in an autosummary block; missing: "

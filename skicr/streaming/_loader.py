@@ -267,7 +267,7 @@ def iter_loader_views(extractor, loader, *, image_indices="auto", progress=None)
         Fitted on the first batch if it is not fitted yet.
     loader : iterable
         Yields batches: arrays or tensors of images (any layout and range
-        :class:`FeatureExtractor` accepts), tuples or lists whose first
+        :class:`~skicr.FeatureExtractor` accepts), tuples or lists whose first
         element is the images (labels and the rest are ignored), or dicts
         with an ``"image"``, ``"images"`` or ``"pixel_values"`` key. A
         :class:`torch.utils.data.DataLoader` is the usual choice.
@@ -304,9 +304,10 @@ def iter_loader_views(extractor, loader, *, image_indices="auto", progress=None)
     itself). A DataLoader with ``drop_last=True`` (or a DistributedSampler
     with ``drop_last=True``) leaves images out; the numbering of the others
     is unchanged. The equality with ``transform_views`` holds for per-image
-    augmentations (the default, any :class:`ViewAugmentation`, None); a plain
-    augmentation callable is seeded once per chunk, so its draws depend on
-    how the stream is cut into batches.
+    augmentations (the default, any
+    :class:`~skicr.extraction.ViewAugmentation`, None); a plain augmentation
+    callable is seeded once per chunk, so its draws depend on how the stream
+    is cut into batches.
 
     Examples
     --------
