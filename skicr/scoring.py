@@ -41,7 +41,8 @@ class ICRScorer:
     >>> from skicr import ICRScorer, InvariantResidualDecomposer
     >>> rng = np.random.default_rng(0)
     >>> views = rng.normal(size=(60, 1, 4)) + 0.5 * rng.normal(size=(60, 3, 4))
-    >>> scores = cross_val_score(InvariantResidualDecomposer(), views, cv=3, scoring=ICRScorer())
+    >>> scores = cross_val_score(InvariantResidualDecomposer(), views, cv=3,
+    ...                          scoring=ICRScorer())
     >>> bool(np.all((scores < 0) & (scores > -1)))
     True
     """

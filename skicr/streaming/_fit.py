@@ -103,7 +103,8 @@ def statistics_from_loader(
     The same statistics as from all the views in memory:
 
     >>> from skicr.metrics import accumulate
-    >>> in_memory = accumulate(extractor.fit(images.numpy()).transform_views(images.numpy()))
+    >>> views = extractor.fit(images.numpy()).transform_views(images.numpy())
+    >>> in_memory = accumulate(views)
     >>> bool(np.allclose(stats.residual_scatter, in_memory.residual_scatter))
     True
     """

@@ -37,7 +37,8 @@ class EDMBackbone(Backbone):
     >>> from skicr.models import SmallUNet
     >>> backbone = EDMBackbone(SmallUNet(channels=(8, 16), mid_channels=16))
     >>> images = np.random.default_rng(0).random((6, 1, 16, 16), dtype=np.float32)
-    >>> extractor = FeatureExtractor(backbone, layer="mid", sigma=0.2, n_views=2, random_state=0)
+    >>> extractor = FeatureExtractor(backbone, layer="mid", sigma=0.2, n_views=2,
+    ...                              random_state=0)
     >>> extractor.fit(images).transform_views(images).shape   # 16 channels, spatial mean
     (6, 2, 16)
     """
