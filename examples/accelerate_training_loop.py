@@ -1,6 +1,6 @@
 """
 Monitoring a diffusers training loop run with Hugging Face accelerate
-====================================================================
+=====================================================================
 
 The shape of diffusers' ``train_unconditional.py``: an ``Accelerator``, a
 ``UNet2DModel`` trained on the DDPM noise-prediction loss with a

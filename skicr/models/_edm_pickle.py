@@ -11,13 +11,13 @@ keyword arguments ``_init_kwargs``). The official loader executes that
 source. This reader never does:
 
 - :class:`_RestrictedUnpickler` resolves only the globals of an explicit
-  allow-list (:data:`ALLOWED_GLOBALS`): torch's tensor-rebuild functions,
+  allow-list (``ALLOWED_GLOBALS``): torch's tensor-rebuild functions,
   plain containers, torch's module containers and numpy's scalar / dtype /
   array reconstructors under their numpy 1.x and 2.x names. Each is mapped
   to a data-only stand-in (or a torch function that only builds tensors);
   any other global, ``os.system`` or ``builtins.exec`` alike, raises
   :class:`UnsafePickleError` naming it.
-- ``_reconstruct_persistent_obj`` becomes :class:`PersistentRecord`: it
+- ``_reconstruct_persistent_obj`` becomes ``PersistentRecord``: it
   keeps the class name and state and discards ``module_src`` unread.
 - Tensor storages, embedded in torch's legacy format, are read with
   ``torch.load(..., weights_only=True)`` (torch's own restricted
@@ -194,12 +194,12 @@ def read_edm_pickle(path):
     snapshot : object
         Usually a dict (``ema``, ``loss_fn``, ``augment_pipe``,
         ``dataset_kwargs``) whose persistent objects are
-        :class:`PersistentRecord` instances.
+        ``PersistentRecord`` instances.
 
     Raises
     ------
     UnsafePickleError
-        If the pickle refers to a global outside :data:`ALLOWED_GLOBALS`.
+        If the pickle refers to a global outside ``ALLOWED_GLOBALS``.
     """
     if isinstance(path, (str, os.PathLike)):
         with open(path, "rb") as handle:
@@ -295,7 +295,7 @@ def _as_network_record(snapshot, key):
 def load_edm_pickle(path, *, key="ema", device=None):
     """Load the network of an NVlabs EDM pickle into skicr's implementation.
 
-    Nothing from the file is executed (see :mod:`skicr.models._edm_pickle`):
+    Nothing from the file is executed (see ``skicr.models._edm_pickle``):
     the recorded class names and constructor arguments select and build
     skicr's own modules, and the stored tensors are loaded with
     ``strict=True``.

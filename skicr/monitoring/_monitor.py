@@ -195,8 +195,8 @@ class ICRMonitor:
         ``skicr.monitoring.DETECTORS`` (``"turning_point"``, ``"cusum"``,
         ``"page_hinkley"``, ``"mann_kendall"``, ``"expansion_split"``,
         ``"heldout_gap"``). False turns it off. Once the rule fires, every call returns True (which
-        stops :func:`~skicr.models.train_denoiser`); :attr:`stopped_at_` and
-        :attr:`early_stopping_checkpoint_` say when and what to keep.
+        stops :func:`~skicr.models.train_denoiser`); ``stopped_at_`` and
+        ``early_stopping_checkpoint_`` say when and what to keep.
     early_stopping_warmup : int or None, default=None
         Evaluations before this step are recorded but not tested: ICR of a
         freshly initialised network moves up and down in the first hundreds
