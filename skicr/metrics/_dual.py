@@ -15,7 +15,7 @@ nothing of size ``d x d`` is ever formed. The shrinkage coefficients need
 also Gram quantities.
 
 The Gram matrices are accumulated over column (feature) chunks of the views
-(:func:`gram_blocks`): each chunk's contrast rows and centred means are built
+(``gram_blocks``): each chunk's contrast rows and centred means are built
 in float64, stacked, and added to one ``(n_r + N) x (n_r + N)`` Gram with a
 symmetric rank-k update. Peak memory is then the Gram plus one chunk, instead
 of several float64 copies of all ``d`` columns (at ``d = 65536`` and 4096
@@ -307,7 +307,7 @@ def dual_decompose(views, *, tau=1e-3, tau_mode="relative", covariance_estimator
     tau_mode : {"relative", "absolute"}, default="relative"
     covariance_estimator : None or EmpiricalCovariance, ShrunkCovariance, LedoitWolf, OAS
     chunk_bytes : int, default=CHUNK_BYTES
-        Float64 bytes of one column chunk (see :func:`gram_blocks`).
+        Float64 bytes of one column chunk (see ``gram_blocks``).
 
     Returns
     -------

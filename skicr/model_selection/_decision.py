@@ -37,7 +37,7 @@ class NoiseLevelGridWarning(UserWarning):
 
     A VP/DDPM schedule runs a sigma at its nearest timestep; grid sigmas that
     share a timestep are one point, scored once
-    (:attr:`NoiseLevelSelector.clamped_sigmas_` lists them).
+    (``NoiseLevelSelector.clamped_sigmas_`` lists them).
 
     Examples
     --------
@@ -53,7 +53,7 @@ class NoiseLevelDecisionWarning(UserWarning):
 
     The criterion's optimum lies at an end of the grid, or does not stand out
     from its neighbours by more than their fold standard error (a flat
-    curve); :attr:`NoiseLevelSelector.decision_` says which. Widen the grid,
+    curve); ``NoiseLevelSelector.decision_`` says which. Widen the grid,
     try another layer, or use stronger views.
 
     Examples
