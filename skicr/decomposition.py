@@ -1,21 +1,57 @@
 """InvariantResidualDecomposer: an sklearn estimator over the functional core."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .metrics import (
-    GroupedViewStatistics, accumulate, decompose, dual_decompose, dual_heldout_icr, heldout_icr,
+    FeatureScaleWarning,
+    GroupedViewStatistics,
+    accumulate,
+    check_covariance_estimator,
+    decompose,
+    dual_decompose,
+    dual_heldout_icr,
+    heldout_icr,
     is_streaming_estimator,
 )
 from ._utils.validation import check_streaming_estimator
-from .views import infer_n_views, resolve_n_views, split_views
+from .views import resolve_n_views, split_views, view_values
 from ._utils.threads import blas_threads
 
 __all__ = ["InvariantResidualDecomposer"]
+
+
+def _check_representable(result):
+    """Refuse covariances float64 cannot hold; warn where they lose precision.
+
+    The spectrum, ICR and directions are computed at a normalised scale and
+    are exact at any magnitude; only the covariance attributes, in the
+    features' own units, scale with its square.
+    """
+    largest = max(float(np.max(np.abs(result.covariance_s))), float(np.max(np.abs(result.covariance_xi))))
+    advice = (
+        "ICR is scale-invariant: multiply X by a constant first (skicr.metrics.icr_score "
+        "handles any magnitude)."
+    )
+    if not np.isfinite(largest) or not np.all(np.isfinite(result.directions)):
+        raise ValueError(
+            f"The features' magnitude (about {result.scale:.3g}) puts their covariances beyond "
+            f"float64's range (covariance_s_ and covariance_xi_ would overflow). {advice}"
+        )
+    if 0 < largest < np.finfo(np.float64).tiny / np.finfo(np.float64).eps:
+        warnings.warn(
+            f"The features' magnitude (about {result.scale:.3g}) puts their covariances near "
+            "float64's underflow: covariance_s_, covariance_xi_ and tau_ lose precision "
+            f"(icr_, eigenvalues_, components_ and transform do not). {advice}",
+            FeatureScaleWarning,
+            stacklevel=4,
+        )
 
 
 class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -161,15 +197,21 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
     def _validate_views(self, X, *, reset, min_images=2):
         """Return validated views (n_images, n_views, d) as float64."""
         fitted_views = None if reset else getattr(self, "n_views_", None)
-        if self.n_views is None and fitted_views is not None and infer_n_views(X) is None:
+        values, carried = view_values(X, defer_to_sklearn=True)
+        if sparse.issparse(values) or values.ndim < 2:
+            # sklearn's own messages for sparse and 1-D input
+            validate_data(self, values, reset=reset, dtype=np.float64)
+            raise ValueError(f"Grouped views must be 2-D or 3-D; got shape {np.shape(values)}.")
+        if self.n_views is None and fitted_views is not None and carried is None:
             n_views = fitted_views  # plain 2-D input after fitting: the fitted layout
         else:
-            n_views = resolve_n_views(X, self.n_views)
+            n_views = resolve_n_views(values, self.n_views, carried=carried)
         if fitted_views is not None and n_views != fitted_views:
             raise ValueError(f"X has {n_views} views per image but the decomposer was fitted with {fitted_views}.")
-        if getattr(X, "ndim", None) == 3:
-            values = np.asarray(X)
-            X = values.reshape(values.shape[0], -1)
+        if getattr(values, "ndim", None) == 3:
+            X = values.reshape(values.shape[0], values.shape[1] * values.shape[2])
+        elif not hasattr(X, "columns"):
+            X = values  # keep DataFrames whole: validate_data records their column names
         X = validate_data(
             self, X, reset=reset, dtype=np.float64,
             ensure_min_samples=min_images, ensure_all_finite=True,
@@ -196,6 +238,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
             Fitted estimator.
         """
         self._validate_params()
+        check_covariance_estimator(self.covariance_estimator)
         views = self._validate_views(X, reset=True)
         # narrow matrices: one BLAS thread (skicr._utils.threads)
         with blas_threads(views.shape[2]):
@@ -236,6 +279,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         first = not hasattr(self, "_stats")
         if first:
             self._validate_params()
+            check_covariance_estimator(self.covariance_estimator)
             check_streaming_estimator(self.covariance_estimator, "partial_fit")
         views = self._validate_views(X, reset=first, min_images=1)
         if first:
@@ -278,6 +322,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 "fit_statistics expects a skicr.metrics.GroupedViewStatistics; got "
                 f"{type(statistics).__name__}. Use fit for arrays of views."
             )
+        check_covariance_estimator(self.covariance_estimator)
         check_streaming_estimator(self.covariance_estimator, "fit_statistics")
         n_views, d = statistics.n_views, statistics.n_features
         if n_views is None or d is None or statistics.n_images < 2:
@@ -358,6 +403,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
             bias_correction=self.bias_correction, views=views,
         )
         d = result.covariance_s.shape[0]
+        _check_representable(result)
         self.n_features_view_ = d
         self.n_images_seen_ = self._stats.n_images
         self.mean_ = self._stats.mean

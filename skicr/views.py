@@ -17,6 +17,8 @@ import numbers
 import re
 
 import numpy as np
+from scipy import sparse
+from sklearn.utils._param_validation import Interval, validate_params
 
 __all__ = [
     "ViewArray",
@@ -25,6 +27,7 @@ __all__ = [
     "resolve_n_views",
     "split_views",
     "view_feature_names",
+    "view_values",
 ]
 
 _VIEW_COLUMN = re.compile(r"^view(\d+)_")
@@ -124,7 +127,71 @@ def view_feature_names(n_views, feature_names):
     )
 
 
-def resolve_n_views(X, n_views=None):
+def view_values(X, *, defer_to_sklearn=False):
+    """``X`` as an ndarray with the number of views it carries, with clear messages.
+
+    Nested lists are converted first (so a 3-D list is recognised as 3-D);
+    ragged lists, non-numeric and complex data, and arrays that are neither
+    2-D nor 3-D are refused with a message naming the problem.
+
+    Parameters
+    ----------
+    X : array-like
+        3-D views, flattened 2-D views (ndarray, :class:`ViewArray`,
+        DataFrame), or nested lists of either.
+    defer_to_sklearn : bool, default=False
+        Leave what sklearn's ``validate_data`` describes well (sparse
+        matrices, 0-D and 1-D input, dtypes) to it, as estimators should.
+
+    Returns
+    -------
+    values : ndarray of ndim 2 or 3
+        The data (not copied where possible, not yet cast).
+    carried : int or None
+        Views per image that ``X`` carries (3-D shape, ViewArray, column names).
+    """
+    carried = infer_n_views(X) if isinstance(X, ViewArray) or hasattr(X, "columns") else None
+    if sparse.issparse(X):
+        if defer_to_sklearn:
+            return X, carried
+        raise TypeError("Grouped views must be dense; got a sparse matrix (call .toarray()).")
+    if hasattr(X, "to_numpy"):
+        values = X.to_numpy()
+    else:
+        try:
+            values = np.asarray(X)
+        except ValueError as error:  # numpy refuses ragged nested lists
+            raise ValueError(
+                "Grouped views are ragged: every image needs the same number of views and "
+                f"every view the same number of features ({error})."
+            ) from None
+    if defer_to_sklearn and values.ndim < 2:
+        return values, carried
+    if values.dtype == object and not defer_to_sklearn:
+        raise ValueError(
+            "Grouped views must be a numeric array of the same number of views per image and "
+            f"features per view; got an object array of shape {values.shape} (ragged or mixed input)."
+        )
+    if values.ndim not in (2, 3):
+        raise ValueError(
+            "Grouped views must be 3-D (n_images, n_views, n_features) or 2-D "
+            f"(n_images, n_views * n_features); got a {values.ndim}-D array of shape "
+            f"{values.shape}."
+        )
+    if not defer_to_sklearn and (
+        not (np.issubdtype(values.dtype, np.number) or values.dtype == bool)
+        or np.issubdtype(values.dtype, np.complexfloating)
+    ):
+        raise ValueError(f"Views must be real numbers; got dtype {values.dtype}.")
+    if values.ndim == 3:
+        carried = values.shape[1]
+    return values, carried
+
+
+_UNSET = object()
+
+
+def resolve_n_views(X, n_views=None, carried=_UNSET):
     """Return the number of views of ``X``, checking explicit and carried values agree.
 
     Parameters
@@ -134,12 +201,15 @@ def resolve_n_views(X, n_views=None):
         ``view{v}_`` columns, or a plain 2-D array (then ``n_views`` is needed).
     n_views : int or None
         Number of views given by the caller.
+    carried : int or None, optional
+        The views ``X`` carries, when the caller has worked them out already
+        (see :func:`view_values`).
 
     Returns
     -------
     n_views : int
     """
-    carried = infer_n_views(X)
+    carried = infer_n_views(X) if carried is _UNSET else carried
     if n_views is not None:
         if not isinstance(n_views, numbers.Integral) or isinstance(n_views, bool):
             raise TypeError(f"n_views must be an int, got {n_views!r}.")
@@ -153,7 +223,8 @@ def resolve_n_views(X, n_views=None):
         resolved = int(carried)
     else:
         raise ValueError(
-            f"Cannot tell how many views the 2-D input of shape {np.shape(X)} holds. "
+            f"Cannot tell how many views the 2-D input of shape {np.shape(X)} holds "
+            "(it carries no view layout). "
             "Pass a 3-D array (n_images, n_views, n_features), the output of "
             "FeatureExtractor, or set n_views."
         )
@@ -188,6 +259,11 @@ def split_views(X2d, n_views):
     return X2d.reshape(n_images, n_views, n_columns // n_views)
 
 
+@validate_params(
+    {"X": ["array-like"], "n_views": [Interval(numbers.Integral, 1, None, closed="left"), None],
+     "min_images": [Interval(numbers.Integral, 0, None, closed="left")], "dtype": "no_validation"},
+    prefer_skip_nested_validation=True,
+)
 def check_grouped_views(X, n_views=None, *, min_images=2, dtype=np.float64):
     """Validate grouped views and return them as a 3-D float array.
 
@@ -221,27 +297,17 @@ def check_grouped_views(X, n_views=None, *, min_images=2, dtype=np.float64):
     ...
     ValueError: ...
     """
-    n_views = resolve_n_views(X, n_views)
-    values = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
-    if values.ndim == 3:
-        views = values
-    elif values.ndim == 2:
-        views = split_views(values, n_views)
-    else:
-        raise ValueError(
-            "Grouped views must be 3-D (n_images, n_views, n_features) or 2-D "
-            f"(n_images, n_views * n_features); got an array of shape {values.shape}."
-        )
-    if not np.issubdtype(views.dtype, np.number) or np.issubdtype(views.dtype, np.complexfloating):
-        raise ValueError(f"Views must be real numbers; got dtype {views.dtype}.")
-    views = np.asarray(views, dtype=dtype)
+    values, carried = view_values(X)
+    n_views = resolve_n_views(values, n_views, carried=carried)
+    views = values if values.ndim == 3 else split_views(values, n_views)
     if views.shape[0] < min_images:
         raise ValueError(
             f"At least {min_images} images are needed; got {views.shape[0]} "
             f"(views of shape {views.shape})."
         )
     if views.shape[2] < 1:
-        raise ValueError("Views have 0 features.")
+        raise ValueError(f"Views have 0 features (views of shape {views.shape}).")
+    views = np.asarray(views, dtype=dtype)
     if not np.isfinite(views).all():
         kind = "NaN" if np.isnan(views).any() else "infinite values"
         raise ValueError(f"Views contain {kind}; features must be finite.")

@@ -6,6 +6,7 @@ No estimators live here; :class:`skicr.InvariantResidualDecomposer` and
 
 from ._baselines import alignment, alpha_req, effective_rank, lidar, rankme, uniformity
 from ._covariance import (
+    check_covariance_estimator,
     estimate_covariances,
     is_streaming_estimator,
     ledoit_wolf_from_moments,
@@ -17,6 +18,7 @@ from ._covariance import (
 from ._dual import DualDecomposition, dual_decompose, dual_heldout_icr, dual_mean_invariant_snr
 from ._icr import Decomposition, accumulate, decompose, heldout_icr, icr_score
 from ._spectrum import (
+    FeatureScaleWarning,
     SingularResidualWarning,
     generalized_spectrum,
     heldout_eigenvalues,
@@ -27,17 +29,20 @@ from ._spectrum import (
     singular_ridge,
     tau_from_trace,
 )
-from ._statistics import GroupedViewStatistics, residual_contrast_rows
+from ._statistics import GroupedViewStatistics, data_scale, principal_contrast_rows, residual_contrast_rows
 from ._validation import check_grouped_views
 
 __all__ = [
     "Decomposition",
+    "FeatureScaleWarning",
     "GroupedViewStatistics",
     "SingularResidualWarning",
     "accumulate",
     "alignment",
     "alpha_req",
+    "check_covariance_estimator",
     "check_grouped_views",
+    "data_scale",
     "decompose",
     "DualDecomposition",
     "dual_decompose",
@@ -58,6 +63,7 @@ __all__ = [
     "project_psd",
     "rankme",
     "regularized_residual",
+    "principal_contrast_rows",
     "residual_contrast_rows",
     "resolve_tau",
     "singular_ridge",

@@ -6,17 +6,40 @@ all view embeddings as rows; alignment and uniformity follow Wang & Isola
 (2020) on L2-normalised features.
 """
 
+from numbers import Integral, Real
+
 import numpy as np
 from scipy.spatial.distance import pdist
+from scipy.special import logsumexp
+from sklearn.utils._param_validation import Interval, validate_params
 
+from ._covariance import normalised_covariances
 from ._icr import accumulate
 from ._spectrum import generalized_spectrum
-from ._covariance import estimate_covariances
+from ._statistics import data_scale
 from ._validation import check_grouped_views
+
+_VIEWS = {"views": ["array-like"], "n_views": [Interval(Integral, 2, None, closed="left"), None]}
+
+
+def _scaled_views(views, n_views):
+    """Validated views divided by their power-of-two scale (exact).
+
+    Every baseline here is invariant to an overall scale (LiDAR once its
+    absolute ridge is expressed in the same units), so they are computed on
+    features in ``[-1, 1]``, where no square or norm overflows or underflows.
+    """
+    views = check_grouped_views(views, n_views)
+    scale = data_scale(views)
+    return views * (1.0 / scale), scale
 
 __all__ = ["effective_rank", "lidar", "rankme", "alpha_req", "alignment", "uniformity"]
 
 
+@validate_params(
+    {"values": ["array-like"], "eps": [Interval(Real, 0, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
 def effective_rank(values, eps=1e-7):
     """Entropy effective rank ``exp(-sum p log p)`` with ``p = |v| / ||v||_1 + eps``.
 
@@ -41,7 +64,10 @@ def effective_rank(values, eps=1e-7):
     >>> round(effective_rank([1.0, 0.0, 0.0, 0.0]), 3)   # one
     1.0
     """
-    values = np.abs(np.asarray(values, dtype=np.float64))
+    values = np.abs(np.asarray(values, dtype=np.float64)).ravel()
+    if values.size == 0 or not np.isfinite(values).all():
+        raise ValueError("The spectrum must be a non-empty array of finite values.")
+    values = values / data_scale(values)
     total = values.sum()
     if not total > 0:
         raise ValueError("The spectrum is all zeros; the effective rank is undefined.")
@@ -49,6 +75,11 @@ def effective_rank(values, eps=1e-7):
     return float(np.exp(-np.sum(p * np.log(p))))
 
 
+@validate_params(
+    {**_VIEWS, "delta": [Interval(Real, 0, None, closed="left")],
+     "eps": [Interval(Real, 0, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
 def lidar(views, n_views=None, *, delta=1e-4, eps=1e-8):
     """LiDAR (Thilak et al. 2023): effective rank of the LDA spectrum with images as classes.
 
@@ -82,9 +113,14 @@ def lidar(views, n_views=None, *, delta=1e-4, eps=1e-8):
     >>> bool(lidar(rich) > lidar(poor))                      # higher is richer
     True
     """
-    views = check_grouped_views(views, n_views)
-    cov_b, cov_w, _ = estimate_covariances(accumulate(views))
-    eigenvalues, _ = generalized_spectrum(cov_b, cov_w, delta)
+    views, scale = _scaled_views(views, n_views)
+    stats = accumulate(views)
+    cov_b, cov_w, _ = normalised_covariances(stats)
+    # the absolute ridge in the units of the scaled views (clipped where it
+    # dwarfs every variance float64 can hold)
+    with np.errstate(over="ignore"):
+        ridge = float(min(delta / (np.float64(scale) * stats.scale) ** 2, 1e300))
+    eigenvalues, _ = generalized_spectrum(cov_b, cov_w, ridge)
     return effective_rank(eigenvalues, eps)
 
 
@@ -92,6 +128,9 @@ def _embedding_rows(views):
     return views.reshape(-1, views.shape[2])
 
 
+@validate_params(
+    {**_VIEWS, "eps": [Interval(Real, 0, None, closed="left")]}, prefer_skip_nested_validation=True,
+)
 def rankme(views, n_views=None, *, eps=1e-7):
     """RankMe (Garrido et al. 2023): effective rank of the embedding matrix.
 
@@ -121,11 +160,14 @@ def rankme(views, n_views=None, *, eps=1e-7):
     >>> bool(rankme(full) > rankme(low))
     True
     """
-    views = check_grouped_views(views, n_views)
+    views, _ = _scaled_views(views, n_views)
     singular_values = np.linalg.svd(_embedding_rows(views), compute_uv=False)
     return effective_rank(singular_values, eps)
 
 
+@validate_params(
+    {**_VIEWS, "rtol": [Interval(Real, 0, 1, closed="left")]}, prefer_skip_nested_validation=True,
+)
 def alpha_req(views, n_views=None, *, rtol=1e-10):
     """alpha-ReQ (Agrawal et al. 2022): power-law decay of the covariance spectrum.
 
@@ -156,10 +198,10 @@ def alpha_req(views, n_views=None, *, rtol=1e-10):
     >>> round(alpha_req(views), 1)             # variances decay as i**-2
     2.0
     """
-    views = check_grouped_views(views, n_views)
+    views, _ = _scaled_views(views, n_views)
     rows = _embedding_rows(views)
     eigenvalues = np.linalg.eigvalsh(np.cov(rows, rowvar=False).reshape(rows.shape[1], -1))[::-1]
-    kept = eigenvalues[eigenvalues > rtol * eigenvalues[0]]
+    kept = eigenvalues[eigenvalues > max(rtol * eigenvalues[0], 0.0)]
     if kept.size < 2:
         raise ValueError("alpha-ReQ needs at least 2 non-zero covariance eigenvalues.")
     ranks = np.arange(1, kept.size + 1)
@@ -168,12 +210,18 @@ def alpha_req(views, n_views=None, *, rtol=1e-10):
 
 
 def _normalise(views):
-    norms = np.linalg.norm(views, axis=-1, keepdims=True)
-    if np.any(norms == 0):
+    # each embedding divided by its largest entry first, so that its norm
+    # neither overflows nor underflows whatever its magnitude
+    largest = np.max(np.abs(views), axis=-1, keepdims=True)
+    if np.any(largest == 0):
         raise ValueError("A view embedding has zero norm; alignment/uniformity need L2-normalisable features.")
-    return views / norms
+    views = views / largest
+    return views / np.linalg.norm(views, axis=-1, keepdims=True)
 
 
+@validate_params(
+    {**_VIEWS, "alpha": [Interval(Real, 0, None, closed="neither")]}, prefer_skip_nested_validation=True,
+)
 def alignment(views, n_views=None, *, alpha=2.0):
     """Alignment (Wang & Isola 2020): mean ``||z_a - z_b||^alpha`` over view pairs.
 
@@ -203,12 +251,17 @@ def alignment(views, n_views=None, *, alpha=2.0):
     >>> bool(alignment(close) < alignment(far))    # lower is more aligned
     True
     """
+    if not np.isfinite(alpha):
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}.")
     z = _normalise(check_grouped_views(views, n_views))
     a, b = np.triu_indices(z.shape[1], k=1)
     distances = np.linalg.norm(z[:, a] - z[:, b], axis=-1)
     return float(np.mean(distances**alpha))
 
 
+@validate_params(
+    {**_VIEWS, "t": [Interval(Real, 0, None, closed="neither")]}, prefer_skip_nested_validation=True,
+)
 def uniformity(views, n_views=None, *, t=2.0):
     """Uniformity (Wang & Isola 2020): ``log mean exp(-t ||z_i - z_j||^2)`` over images.
 
@@ -238,6 +291,9 @@ def uniformity(views, n_views=None, *, t=2.0):
     >>> bool(uniformity(spread) < uniformity(clumped))   # lower is more uniform
     True
     """
+    if not np.isfinite(t):
+        raise ValueError(f"t must be a finite number > 0, got {t!r}.")
     z = _normalise(check_grouped_views(views, n_views))
-    terms = np.concatenate([np.exp(-t * pdist(z[:, v], "sqeuclidean")) for v in range(z.shape[1])])
-    return float(np.log(np.mean(terms)))
+    exponents = np.concatenate([-t * pdist(z[:, v], "sqeuclidean") for v in range(z.shape[1])])
+    # log-mean-exp without underflow: finite for any t
+    return float(logsumexp(exponents) - np.log(exponents.size))

@@ -113,15 +113,23 @@ def gram_blocks(views, chunk_bytes=CHUNK_BYTES):
     return gram[:n_rows, :n_rows].copy(), gram[:n_rows, n_rows:].copy(), gram[n_rows:, n_rows:].copy()
 
 
-def _shrunk_form(estimator, gram, n_samples, n_features, dof):
-    """``(a, b, ||X||_F^2, shrinkage)`` of ``a X^T X + b I``, the estimator on rows X."""
+def _shrunk_form(estimator, gram, n_samples, n_features, dof, rows_per_group=1):
+    """``(a, b, ||X||_F^2, shrinkage)`` of ``a X^T X + b I``, the estimator on rows X.
+
+    Rows come in groups of ``rows_per_group`` (one image's contrasts, stored
+    contrast-major); Ledoit-Wolf's fourth-moment term sums the squared
+    Frobenius norms of the groups' Gram blocks, which no basis of a group's
+    rows changes.
+    """
     norm2 = float(np.trace(gram))
     if estimator is None:
         return 1.0 / dof, 0.0, norm2, 0.0
     frobenius2 = float(np.sum(gram**2)) / n_samples**2
-    fourth = float(np.sum(np.diag(gram) ** 2))
+    g = rows_per_group
+    blocks = gram.reshape(g, n_samples // g, g, n_samples // g)
+    fourth = float(np.sum(np.einsum("kili->ikl", blocks) ** 2))
     shrinkage = shrinkage_coefficient(
-        estimator, n_samples, n_features, norm2 / n_samples, frobenius2, fourth,
+        estimator, n_samples, n_features, norm2 / n_samples, frobenius2, fourth, g,
     )
     # shrink at n_samples, then move to `dof` degrees of freedom
     scale = n_samples / dof
@@ -170,7 +178,9 @@ def dual_mean_invariant_snr(views, tau_abs=None, *, tau=1e-3, tau_mode="relative
     n_images, _, d = views.shape
     gram_r, cross, gram_m = gram_blocks(views)
     n_rows = gram_r.shape[0]
-    a_x, b_x, norm_r2, _ = _shrunk_form(covariance_estimator, gram_r, n_rows, d, n_rows)
+    a_x, b_x, norm_r2, _ = _shrunk_form(
+        covariance_estimator, gram_r, n_rows, d, n_rows, rows_per_group=views.shape[1] - 1,
+    )
     a_s, b_s, norm_m2, _ = _shrunk_form(covariance_estimator, gram_m, n_images, d, n_images - 1)
     trace_xi = a_x * norm_r2 + d * b_x
     trace_s = a_s * norm_m2 + d * b_s
@@ -321,7 +331,9 @@ def dual_decompose(views, *, tau=1e-3, tau_mode="relative", covariance_estimator
     n_images, n_views, d = views.shape
     n_rows = n_images * (n_views - 1)
     gram = _stacked_gram(views, chunk_bytes)
-    a_x, b_x, norm_r2, shrinkage_xi = _shrunk_form(covariance_estimator, gram[:n_rows, :n_rows], n_rows, d, n_rows)
+    a_x, b_x, norm_r2, shrinkage_xi = _shrunk_form(
+        covariance_estimator, gram[:n_rows, :n_rows], n_rows, d, n_rows, rows_per_group=views.shape[1] - 1,
+    )
     a_s, b_s, norm_m2, shrinkage_s = _shrunk_form(
         covariance_estimator, gram[n_rows:, n_rows:], n_images, d, n_images - 1,
     )

@@ -1,10 +1,12 @@
 """From grouped views to ICR in one call, and the shared fitting routine."""
 
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
-from ._covariance import estimate_covariances, is_streaming_estimator
+from ._covariance import check_covariance_estimator, is_streaming_estimator, normalised_covariances
 from ._dual import dual_mean_invariant_snr
 from ._spectrum import (
     generalized_spectrum,
@@ -13,7 +15,7 @@ from ._spectrum import (
     mean_invariant_snr,
     resolve_tau,
 )
-from ._statistics import GroupedViewStatistics
+from ._statistics import GroupedViewStatistics, data_scale
 from ._validation import check_grouped_views
 
 __all__ = ["accumulate", "Decomposition", "decompose", "icr_score", "heldout_icr"]
@@ -22,10 +24,36 @@ __all__ = ["accumulate", "Decomposition", "decompose", "icr_score", "heldout_icr
 _CHUNK_BYTES = 32 * 2**20
 
 
+# the largest ridge (in units of the data scale squared) an absolute tau is
+# clipped to: beyond it every invariant SNR is zero to float64 precision
+_LARGEST_RIDGE = 1e300
+
+# parameter constraints shared by every function that fits covariances
+_COVARIANCE_PARAMETERS = {
+    "tau": [Interval(Real, 0, None, closed="left")],
+    "tau_mode": [StrOptions({"relative", "absolute"})],
+    "covariance_estimator": [HasMethods(["fit"]), None],
+    "bias_correction": ["boolean"],
+}
+
+
 def _chunk_size(n_views, n_features):
     return max(1, _CHUNK_BYTES // (8 * n_views * n_features))
 
 
+def _normalised_tau(covariance_xi, tau, tau_mode, scale):
+    """The ridge in units of ``scale**2`` for covariances in those units."""
+    if tau_mode == "absolute":
+        resolve_tau(covariance_xi, tau, tau_mode)  # validates tau
+        with np.errstate(over="ignore", under="ignore"):
+            return float(min(tau / np.float64(scale) ** 2, _LARGEST_RIDGE))
+    return resolve_tau(covariance_xi, tau, tau_mode)
+
+
+@validate_params(
+    {"views": ["array-like"], "stats": [GroupedViewStatistics, None]},
+    prefer_skip_nested_validation=True,
+)
 def accumulate(views, stats=None):
     """Add grouped views to (new) statistics, chunk by chunk to bound memory.
 
@@ -51,9 +79,14 @@ def accumulate(views, stats=None):
     >>> stats.n_images, stats.residual_scatter.shape
     (100, (8, 8))
     """
+    views = np.asarray(views)
+    if views.ndim != 3:
+        raise ValueError(
+            f"accumulate expects 3-D views (n_images, n_views, n_features), got shape {views.shape}."
+        )
     if stats is None:
         stats = GroupedViewStatistics()
-    step = _chunk_size(views.shape[1], views.shape[2])
+    step = _chunk_size(max(views.shape[1], 1), max(views.shape[2], 1))
     for start in range(0, views.shape[0], step):
         stats.update(views[start:start + step])
     return stats
@@ -86,6 +119,12 @@ class Decomposition:
         ``trace_s + trace_xi``.
     invariant_share : float
         ``trace_s / expansion``; 0 when both traces are 0.
+    scale : float
+        Power of two the features were divided by before any moment was
+        formed; the spectrum and ICR are computed at that scale and the
+        covariances, ``tau`` and directions converted back (covariances of
+        features beyond about ``1e154`` overflow to inf, those under about
+        ``1e-146`` lose precision; ICR and the spectrum never do).
 
     Examples
     --------
@@ -109,6 +148,7 @@ class Decomposition:
     icr: float
     shrinkage_s: float
     shrinkage_xi: float
+    scale: float = 1.0
 
     # the traces every consumer reports (decomposer, monitor), computed in one place
     @property
@@ -133,6 +173,11 @@ class Decomposition:
         return self.trace_s / expansion if expansion > 0 else 0.0
 
 
+@validate_params(
+    {"stats": [GroupedViewStatistics], **_COVARIANCE_PARAMETERS, "views": ["array-like", None],
+     "spectrum": ["boolean"]},
+    prefer_skip_nested_validation=True,
+)
 def decompose(
     stats,
     *,
@@ -179,29 +224,40 @@ def decompose(
     >>> bool(np.isclose(full.icr, icr_score(views)))
     True
     """
-    cov_s, cov_xi, info = estimate_covariances(
+    cov_s, cov_xi, info = normalised_covariances(
         stats, covariance_estimator, bias_correction=bias_correction, views=views,
     )
-    tau_abs = resolve_tau(cov_xi, tau, tau_mode)
+    scale = stats.scale
+    tau_n = _normalised_tau(cov_xi, tau, tau_mode, scale)
     if spectrum:
-        eigenvalues, directions = generalized_spectrum(cov_s, cov_xi, tau_abs)
+        eigenvalues, directions = generalized_spectrum(cov_s, cov_xi, tau_n)
         mean_snr = float(np.mean(eigenvalues))
+        with np.errstate(over="ignore", under="ignore"):
+            directions = directions / scale
     else:
         eigenvalues = directions = None
-        mean_snr = mean_invariant_snr(cov_s, cov_xi, tau_abs)
+        mean_snr = mean_invariant_snr(cov_s, cov_xi, tau_n)
+    with np.errstate(over="ignore", under="ignore"):
+        factor = np.float64(scale) ** 2
+        covariance_s, covariance_xi, tau_abs = cov_s * factor, cov_xi * factor, tau_n * factor
     return Decomposition(
-        covariance_s=cov_s,
-        covariance_xi=cov_xi,
-        tau=tau_abs,
+        covariance_s=covariance_s,
+        covariance_xi=covariance_xi,
+        tau=float(tau_abs),
         eigenvalues=eigenvalues,
         directions=directions,
         mean_snr=mean_snr,
         icr=icr_from_eigenvalues([mean_snr]),
         shrinkage_s=info["shrinkage_s"],
         shrinkage_xi=info["shrinkage_xi"],
+        scale=scale,
     )
 
 
+@validate_params(
+    {"directions": ["array-like"], "views": ["array-like"], **_COVARIANCE_PARAMETERS},
+    prefer_skip_nested_validation=True,
+)
 def heldout_icr(
     directions,
     views,
@@ -246,16 +302,33 @@ def heldout_icr(
     >>> bool(0 < icr < 1)
     True
     """
+    directions = np.asarray(directions, dtype=np.float64)
+    views = check_grouped_views(views, min_images=2)
+    if directions.ndim != 2 or directions.shape[1] != views.shape[2]:
+        raise ValueError(
+            f"directions of shape {directions.shape} do not match views with "
+            f"{views.shape[2]} features."
+        )
     stats = accumulate(views)
     needs_rows = not is_streaming_estimator(covariance_estimator)
-    cov_s, cov_xi, _ = estimate_covariances(
+    cov_s, cov_xi, _ = normalised_covariances(
         stats, covariance_estimator, bias_correction=bias_correction,
         views=views if needs_rows else None,
     )
-    tau_abs = resolve_tau(cov_xi, tau, tau_mode)
-    return icr_from_eigenvalues(heldout_eigenvalues(directions, cov_s, cov_xi, tau_abs))
+    tau_n = _normalised_tau(cov_xi, tau, tau_mode, stats.scale)
+    # the SNR along a direction does not depend on its length: unit rows keep
+    # directions of features of any magnitude representable
+    norms = np.linalg.norm(directions / data_scale(directions), axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit = np.where(norms > 0, (directions / data_scale(directions)) / norms, 0.0)
+    return icr_from_eigenvalues(heldout_eigenvalues(unit, cov_s, cov_xi, tau_n))
 
 
+@validate_params(
+    {"views": ["array-like"], "n_views": [Interval(Integral, 2, None, closed="left"), None],
+     **_COVARIANCE_PARAMETERS, "method": [StrOptions({"auto", "primal", "dual"})]},
+    prefer_skip_nested_validation=True,
+)
 def icr_score(
     views,
     n_views=None,
@@ -311,8 +384,7 @@ def icr_score(
     0.19
     """
     views = check_grouped_views(views, n_views)
-    if method not in ("auto", "primal", "dual"):
-        raise ValueError(f"method must be 'auto', 'primal' or 'dual', got {method!r}.")
+    check_covariance_estimator(covariance_estimator)
     n_images, n_views_, d = views.shape
     dual_possible = is_streaming_estimator(covariance_estimator) and not bias_correction
     if method == "dual" and not dual_possible:
@@ -322,8 +394,15 @@ def icr_score(
             "ShrunkCovariance, LedoitWolf, OAS)."
         )
     if method == "dual" or (method == "auto" and dual_possible and d > n_images * n_views_):
+        # the primal path normalises inside GroupedViewStatistics; the dual one
+        # gets the same exact power-of-two scaling here, and a common offset
+        # removed (ICR is invariant to both) so constant data gives exact zeros
+        scale = data_scale(views)
+        normalised = views * (1.0 / scale)
+        normalised -= normalised[:1, :1].copy()
+        tau_n = _normalised_tau(np.zeros((1, 1)), tau, tau_mode, scale) if tau_mode == "absolute" else None
         snr = dual_mean_invariant_snr(
-            views, tau=tau, tau_mode=tau_mode, covariance_estimator=covariance_estimator,
+            normalised, tau_n, tau=tau, tau_mode=tau_mode, covariance_estimator=covariance_estimator,
         )
         return icr_from_eigenvalues([snr])
     stats = accumulate(views)

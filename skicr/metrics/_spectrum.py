@@ -10,9 +10,12 @@ from one Cholesky factorisation and inverse, without an eigendecomposition.
 
 import warnings
 
+from numbers import Integral, Real
+
 import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 __all__ = [
     "resolve_tau",
@@ -22,11 +25,15 @@ __all__ = [
     "mean_invariant_snr",
     "heldout_eigenvalues",
     "SingularResidualWarning",
+    "FeatureScaleWarning",
     "singular_ridge",
 ]
 
 # relative size of the jitter added when Sigma_xi + tau I is numerically singular
 _JITTER = 1e-10
+# the jitter grows 100-fold per failed try: 12 tries reach 1e14 times the mean
+# variance, far beyond any matrix that can still be factorised
+_MAX_RIDGE_TRIES = 12
 
 
 class SingularResidualWarning(UserWarning):
@@ -50,6 +57,19 @@ class SingularResidualWarning(UserWarning):
     """
 
 
+class FeatureScaleWarning(UserWarning):
+    """Features so small or large that covariances in their own units lose precision.
+
+    ICR, the spectrum and the Fisher directions are computed on features
+    normalised by a power of two and are unaffected; only quantities reported
+    in the features' own units (covariances, absolute ridge) are.
+    """
+
+
+@validate_params(
+    {"covariance_xi": ["array-like"], "tau": [Interval(Real, 0, None, closed="left")], "tau_mode": [StrOptions({"relative", "absolute"})]},
+    prefer_skip_nested_validation=True,
+)
 def resolve_tau(covariance_xi, tau, tau_mode="relative"):
     """Return the absolute ridge ``tau`` added to Sigma_xi.
 
@@ -81,6 +101,10 @@ def resolve_tau(covariance_xi, tau, tau_mode="relative"):
     return tau_from_trace(np.trace(covariance_xi), covariance_xi.shape[0], tau, tau_mode)
 
 
+@validate_params(
+    {"trace_xi": [Real], "n_features": [Interval(Integral, 1, None, closed="left")], "tau": [Interval(Real, 0, None, closed="left")], "tau_mode": [StrOptions({"relative", "absolute"})]},
+    prefer_skip_nested_validation=True,
+)
 def tau_from_trace(trace_xi, n_features, tau, tau_mode="relative"):
     """:func:`resolve_tau` from ``tr(Sigma_xi)`` alone (for the dual form).
 
@@ -111,6 +135,20 @@ def tau_from_trace(trace_xi, n_features, tau, tau_mode="relative"):
     if tau_mode == "absolute":
         return float(tau)
     raise ValueError(f"tau_mode must be 'relative' or 'absolute', got {tau_mode!r}.")
+
+
+def _check_covariance_pair(covariance_s, covariance_xi):
+    covariance_s = np.asarray(covariance_s, dtype=np.float64)
+    covariance_xi = np.asarray(covariance_xi, dtype=np.float64)
+    if (
+        covariance_xi.ndim != 2 or covariance_xi.shape[0] != covariance_xi.shape[1]
+        or covariance_s.shape != covariance_xi.shape or covariance_xi.shape[0] == 0
+    ):
+        raise ValueError(
+            "Sigma_s and Sigma_xi must be square matrices of the same non-zero size; got "
+            f"shapes {covariance_s.shape} and {covariance_xi.shape}."
+        )
+    return covariance_s, covariance_xi
 
 
 def _well_conditioned(factor):
@@ -160,6 +198,10 @@ def singular_ridge(trace_xi, trace_s, n_features, tau_abs):
     scale_xi, scale_s = trace_xi / n_features, trace_s / n_features
     # a residual at round-off level of the signal counts as no residual at all
     scale = scale_xi if scale_xi > eps * scale_s else scale_s
+    if not np.isfinite(scale):
+        raise ValueError(
+            f"tr(Sigma_xi)={trace_xi!r}, tr(Sigma_s)={trace_s!r} are not finite; ICR is undefined."
+        )
     if not scale > 0:
         raise ValueError(
             "All features are constant across views and images (Sigma_s = Sigma_xi = 0); "
@@ -177,6 +219,10 @@ def singular_ridge(trace_xi, trace_s, n_features, tau_abs):
     return ridge
 
 
+@validate_params(
+    {"covariance_s": ["array-like"], "covariance_xi": ["array-like"], "tau_abs": [Interval(Real, 0, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
 def regularized_residual(covariance_s, covariance_xi, tau_abs):
     """``Sigma_xi + tau I``, made positive definite if it is not.
 
@@ -211,7 +257,15 @@ def regularized_residual(covariance_s, covariance_xi, tau_abs):
     >>> bool(np.allclose(cholesky.T @ cholesky, b))
     True
     """
+    covariance_s, covariance_xi = _check_covariance_pair(covariance_s, covariance_xi)
     d = covariance_xi.shape[0]
+    if not (np.isfinite(covariance_xi).all() and np.isfinite(covariance_s).all()):
+        raise ValueError(
+            "Sigma_s or Sigma_xi holds NaN or infinite values; they cannot be factorised "
+            "(features beyond float64's range, or a covariance estimator that failed)."
+        )
+    if not np.isfinite(tau_abs) or tau_abs < 0:
+        raise ValueError(f"The ridge tau must be a finite number >= 0, got {tau_abs!r}.")
     b = covariance_xi.copy()
     b.flat[:: d + 1] += tau_abs
     factor, info = _cholesky_upper(b)
@@ -221,15 +275,25 @@ def regularized_residual(covariance_s, covariance_xi, tau_abs):
     if info == 0 and _well_conditioned(factor) and not negligible:
         return b, factor
     ridge = singular_ridge(trace_xi, trace_s, d, tau_abs)
-    while True:
+    for _ in range(_MAX_RIDGE_TRIES):
         b = covariance_xi.copy()
         b.flat[:: d + 1] += tau_abs + ridge
         factor, info = _cholesky_upper(b)
         if info == 0 and _well_conditioned(factor):
             return b, factor
         ridge *= 100.0
+    raise ValueError(
+        f"Sigma_xi + tau I (d={d}) could not be made positive definite: a ridge up to "
+        f"{ridge / 100.0:.3g} (against a mean residual variance of {trace_xi / d:.3g}) did "
+        "not give a well-conditioned Cholesky factor. The covariances are not valid "
+        "(check the covariance estimator) or their entries span more than float64 can hold."
+    )
 
 
+@validate_params(
+    {"covariance_s": ["array-like"], "covariance_xi": ["array-like"], "tau_abs": [Interval(Real, 0, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
 def generalized_spectrum(covariance_s, covariance_xi, tau_abs=0.0):
     """All generalized eigenvalues and Fisher directions, descending.
 
@@ -263,12 +327,17 @@ def generalized_spectrum(covariance_s, covariance_xi, tau_abs=0.0):
     >>> bool(np.allclose(directions @ covariance_xi @ directions.T, np.eye(5)))
     True
     """
+    covariance_s, covariance_xi = _check_covariance_pair(covariance_s, covariance_xi)
     b, _ = regularized_residual(covariance_s, covariance_xi, tau_abs)
     eigenvalues, eigenvectors = linalg.eigh(covariance_s, b, check_finite=False)
     order = np.argsort(eigenvalues)[::-1]
     return np.clip(eigenvalues[order], 0.0, None), eigenvectors[:, order].T
 
 
+@validate_params(
+    {"eigenvalues": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
 def icr_from_eigenvalues(eigenvalues):
     """``ICR = 1 / (1 + mean(lambda))``.
 
@@ -288,9 +357,19 @@ def icr_from_eigenvalues(eigenvalues):
     >>> icr_from_eigenvalues([3.0, 1.0])     # 1 / (1 + 2)
     0.3333333333333333
     """
+    eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
+    if eigenvalues.size == 0 or not np.isfinite(eigenvalues).all() or np.any(eigenvalues < 0):
+        raise ValueError(
+            "ICR needs a non-empty spectrum of finite, non-negative invariant SNRs; got "
+            f"{eigenvalues!r}."
+        )
     return float(1.0 / (1.0 + np.mean(eigenvalues)))
 
 
+@validate_params(
+    {"covariance_s": ["array-like"], "covariance_xi": ["array-like"], "tau_abs": [Interval(Real, 0, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
 def mean_invariant_snr(covariance_s, covariance_xi, tau_abs=0.0):
     """``mean(lambda) = tr((Sigma_xi + tau I)^-1 Sigma_s) / d`` without eigendecomposition.
 
@@ -320,6 +399,7 @@ def mean_invariant_snr(covariance_s, covariance_xi, tau_abs=0.0):
     >>> bool(np.isclose(snr, eigenvalues.mean()))
     True
     """
+    covariance_s, covariance_xi = _check_covariance_pair(covariance_s, covariance_xi)
     _, factor = regularized_residual(covariance_s, covariance_xi, tau_abs)
     inverse, info = lapack.dpotri(factor, lower=0)
     if info != 0:  # pragma: no cover - potrf succeeded, so potri cannot fail
@@ -331,6 +411,10 @@ def mean_invariant_snr(covariance_s, covariance_xi, tau_abs=0.0):
     return max(float(trace) / covariance_s.shape[0], 0.0)
 
 
+@validate_params(
+    {"directions": ["array-like"], "covariance_s": ["array-like"], "covariance_xi": ["array-like"], "tau_abs": [Interval(Real, 0, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
 def heldout_eigenvalues(directions, covariance_s, covariance_xi, tau_abs=0.0):
     """Invariant SNRs of new data along fixed Fisher directions.
 
@@ -364,7 +448,11 @@ def heldout_eigenvalues(directions, covariance_s, covariance_xi, tau_abs=0.0):
     >>> bool(np.allclose(again, eigenvalues))
     True
     """
+    covariance_s, covariance_xi = _check_covariance_pair(covariance_s, covariance_xi)
+    directions = np.asarray(directions, dtype=np.float64)
     d = covariance_xi.shape[0]
+    if directions.ndim != 2 or directions.shape[1] != d:
+        raise ValueError(f"directions of shape {directions.shape} do not match {d} x {d} covariances.")
     b = covariance_xi.copy()
     b.flat[:: d + 1] += tau_abs
     signal = np.einsum("ij,ij->i", directions @ covariance_s, directions)

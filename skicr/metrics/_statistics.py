@@ -11,6 +11,15 @@ Residual rows: each image's ``V`` views times an orthonormal Helmert contrast
 scatter. ``N (V - 1)`` such rows carry the within-image covariance at its true
 degrees of freedom, so any covariance estimator fitted on them with
 ``assume_centered=True`` sees the right sample size.
+
+Scale: ICR is scale-invariant, but squares and fourth powers of raw features
+leave float64's range long before the features do (fourth powers at
+``|x| ~ 1e77``, squares under ``1e-154``). So every chunk is multiplied by a
+power of two, ``1 / scale``, chosen from the largest magnitude seen
+(:func:`data_scale`); power-of-two scaling is exact, so results equal the
+unscaled computation wherever that one is representable. The power sums are
+held in units of ``scale``; chunks of a larger magnitude rescale the
+accumulator (again by a power of two) instead of overflowing.
 """
 
 import os
@@ -20,7 +29,90 @@ from scipy.linalg import helmert
 
 from .._utils.distributed import collective_device
 
-__all__ = ["GroupedViewStatistics", "residual_contrast_rows"]
+__all__ = ["GroupedViewStatistics", "data_scale", "residual_contrast_rows"]
+
+# a chunk whose largest magnitude exceeds the accumulator's scale by more than
+# this factor rescales the accumulator (below it, squares stay far from overflow)
+_RESCALE_ABOVE = 2.0**16
+
+
+def data_scale(values):
+    """Power of two near the largest magnitude of ``values`` (1.0 for all zeros).
+
+    The one normalisation of the numerical core: dividing by it is exact and
+    brings every entry into ``[-1, 1]``, so squares and fourth powers of the
+    features stay within float64's range whatever their magnitude.
+
+    Parameters
+    ----------
+    values : ndarray
+        Finite numbers.
+
+    Returns
+    -------
+    scale : float
+        ``2**k`` with ``max|values| <= scale < 2 max|values|``.
+
+    Raises
+    ------
+    ValueError
+        If ``values`` holds NaN or infinite values.
+    """
+    values = np.asarray(values)
+    if values.size == 0:
+        return 1.0
+    largest = max(float(np.max(values)), -float(np.min(values)))
+    if not np.isfinite(largest):
+        raise ValueError("Views contain NaN or infinite values; features must be finite.")
+    if largest == 0.0:
+        return 1.0
+    _, exponent = np.frexp(largest)  # largest = mantissa * 2**exponent, mantissa in [0.5, 1)
+    return float(np.ldexp(1.0, int(exponent)))
+
+
+def _image_reference_differences(views, inverse_scale):
+    """Views times ``inverse_scale`` minus each image's first view, view-major.
+
+    Returns the image means (scaled) and an array ``(n_views - 1, n_images, d)``
+    of ``h_iv - h_i1`` for ``v >= 2``. Differences to a view of the same image
+    cancel each image's own offset exactly (constant data gives exact zeros,
+    not round-off), and contrasts are orthogonal to the all-ones vector, so
+    they act on these differences as on the views.
+    """
+    n_images, n_views, n_features = views.shape
+    by_view = np.empty((n_views, n_images, n_features))
+    np.multiply(views.transpose(1, 0, 2), inverse_scale, out=by_view)
+    means = by_view.mean(axis=0)
+    differences = by_view[1:]
+    differences -= by_view[0]
+    return means, differences
+
+
+def _contrast_of_differences(differences, n_views):
+    """Orthonormal Helmert contrast rows ``(V - 1, N, d)`` from reference differences."""
+    n_diff, n_images, n_features = differences.shape
+    if n_diff == 0:  # one view: no contrast at all
+        return np.zeros((0, n_images, n_features))
+    contrast = helmert(n_views, full=False)[:, 1:]  # the first view's column meets zeros
+    rows = contrast @ differences.reshape(n_diff, -1)
+    return rows.reshape(n_views - 1, n_images, n_features)
+
+
+def _image_gram_fourth(rows):
+    """``sum_i ||R_i R_i^T||_F^2`` over images for contrast rows ``(V - 1, N, d)``.
+
+    ``R_i R_i^T`` is the ``(V - 1) x (V - 1)`` Gram matrix of image ``i``'s
+    contrasts; its Frobenius norm equals that of the image's residual scatter
+    ``sum_v xi_iv xi_iv^T``, so the sum does not depend on the contrast basis
+    (nor on the order of the views).
+    """
+    n_contrasts = rows.shape[0]
+    total = 0.0
+    for k in range(n_contrasts):
+        for m in range(k, n_contrasts):
+            gram_km = np.einsum("ij,ij->i", rows[k], rows[m])
+            total += (1.0 if k == m else 2.0) * float(gram_km @ gram_km)
+    return total
 
 
 def residual_contrast_rows(views):
@@ -52,11 +144,45 @@ def residual_contrast_rows(views):
     True
     """
     n_images, n_views, n_features = views.shape
-    contrast = helmert(n_views, full=False)  # (V-1, V), orthonormal rows, orthogonal to 1
-    # one GEMM over the view axis; rows come out contrast-major, which no
-    # scatter or fourth-moment sum depends on
-    by_view = np.ascontiguousarray(np.moveaxis(views, 1, 0)).reshape(n_views, -1)
-    return (contrast @ by_view).reshape(n_images * (n_views - 1), n_features)
+    # one GEMM over the view axis on differences to each image's first view;
+    # rows come out contrast-major, which no scatter or fourth-moment sum
+    # depends on
+    _, differences = _image_reference_differences(np.asarray(views, dtype=np.float64), 1.0)
+    rows = _contrast_of_differences(differences, n_views)
+    return rows.reshape(n_images * (n_views - 1), n_features)
+
+
+def principal_contrast_rows(views):
+    """Residual rows in each image's principal basis: independent of view order.
+
+    Each image's ``V - 1`` contrast rows ``R_i`` are rotated to ``U_i^T R_i``
+    with ``R_i R_i^T = U_i L_i U_i^T``: mutually orthogonal rows with the same
+    scatter, in decreasing norm, each signed so that its largest entry is
+    positive. Permuting the views of an image (or choosing another contrast
+    basis) rotates ``R_i`` and leaves these rows unchanged (up to ties), so
+    an estimator fitted on them does not depend on the order of the views.
+
+    Parameters
+    ----------
+    views : ndarray of shape (n_images, n_views, n_features)
+        Grouped views.
+
+    Returns
+    -------
+    rows : ndarray of shape (n_images * (n_views - 1), n_features)
+        Ordered by image, then by decreasing norm.
+    """
+    n_images, n_views, n_features = views.shape
+    _, differences = _image_reference_differences(np.asarray(views, dtype=np.float64), 1.0)
+    rows = _contrast_of_differences(differences, n_views).transpose(1, 0, 2)  # (N, V-1, d)
+    gram = rows @ rows.transpose(0, 2, 1)
+    _, basis = np.linalg.eigh(gram)  # ascending eigenvalues per image
+    principal = basis[:, :, ::-1].transpose(0, 2, 1) @ rows
+    flat = principal.reshape(-1, n_features)
+    largest = np.argmax(np.abs(flat), axis=1)
+    signs = np.sign(flat[np.arange(flat.shape[0]), largest])
+    signs[signs == 0] = 1.0
+    return flat * signs[:, None]
 
 
 def _shift_power_sums(n, s1, s2, s3, s4, delta):
@@ -66,15 +192,17 @@ def _shift_power_sums(n, s1, s2, s3, s4, delta):
     ``s4 = sum a^2``. Exact algebra; used to merge accumulators that were
     centred at different points and to centre at the final mean.
     """
-    dd = float(delta @ delta)
+    # numpy scalars, not Python floats: an overflow gives inf (caught later),
+    # never a raw OverflowError
+    dd = np.float64(delta @ delta)
     s2_delta = s2 @ delta
-    tr2 = float(np.trace(s2))
-    d_s1 = float(delta @ s1)
+    tr2 = np.float64(np.trace(s2))
+    d_s1 = np.float64(delta @ s1)
     new_s4 = (
         s4
-        + 4.0 * float(delta @ s2_delta)
+        + 4.0 * np.float64(delta @ s2_delta)
         + n * dd**2
-        + 4.0 * float(delta @ s3)
+        + 4.0 * np.float64(delta @ s3)
         + 2.0 * dd * tr2
         + 4.0 * dd * d_s1
     )
@@ -125,18 +253,25 @@ class GroupedViewStatistics:
     ----------
     n_images : int
         Number of images seen.
+    scale : float
+        Power of two the views are divided by before any power sum (see
+        :func:`data_scale`); every array below is in units of it.
     residual_scatter : ndarray of shape (n_features, n_features)
-        ``sum_iv xi_iv xi_iv^T``.
+        ``sum_iv xi_iv xi_iv^T / scale**2``.
     residual_fourth : float
-        ``sum_k ||r_k||^4`` over the residual contrast rows (for Ledoit-Wolf).
+        ``sum_i ||sum_v xi_iv xi_iv^T||_F^2 / scale**4``, the per-image
+        fourth-moment sum of the Ledoit-Wolf shrinkage of Sigma_xi (it does not
+        depend on the order of the views).
     shift : ndarray of shape (n_features,)
-        Point the image-mean power sums are taken about (numerical stability).
+        Point (in units of ``scale``) the image-mean power sums are taken about.
 
     Notes
     -----
     ``update`` takes chunks of whole images; ``merge`` adds another accumulator;
     ``all_reduce`` sums the statistics across ``torch.distributed`` processes
-    (one all-reduce of a packed buffer, not an all-gather).
+    (one all-reduce of a packed buffer, not an all-gather). The covariance
+    methods return original units; :meth:`normalised_moments` gives the
+    scaled ones, which stay representable for features of any magnitude.
 
     Examples
     --------
@@ -158,11 +293,17 @@ class GroupedViewStatistics:
     True
     """
 
+    _SCATTER_POWERS = {
+        "shift": 1, "mean_sum": 1, "mean_scatter": 2, "mean_cubic": 3, "mean_fourth": 4,
+        "residual_scatter": 2, "residual_fourth": 4,
+    }
+
     def __init__(self, n_features=None, n_views=None):
         self.n_features = n_features
         self.n_views = n_views
         self.n_images = 0
         self.shift = None
+        self.scale = None
         if n_features is not None:
             self._allocate(n_features)
 
@@ -178,6 +319,25 @@ class GroupedViewStatistics:
         self.residual_scatter = np.zeros((d, d))
         self.residual_fourth = 0.0
 
+    def _rescale_to(self, new_scale):
+        """Express the accumulator in units of ``new_scale`` (a power of two: exact)."""
+        if self.scale is None or self.scale == new_scale:
+            self.scale = new_scale
+            return
+        ratio = np.float64(self.scale) / np.float64(new_scale)
+        with np.errstate(under="ignore"):
+            for name, power in self._SCATTER_POWERS.items():
+                value = getattr(self, name)
+                factor = ratio**power
+                setattr(self, name, value * factor if isinstance(value, np.ndarray) else float(value) * factor)
+        self.scale = new_scale
+
+    def _adopt_scale(self, chunk_scale):
+        if self.scale is None or self.n_images == 0:
+            self._rescale_to(chunk_scale)
+        elif chunk_scale > self.scale * _RESCALE_ABOVE:
+            self._rescale_to(chunk_scale)
+
     # ------------------------------------------------------------------ update
     def update(self, views):
         """Add a chunk of whole images.
@@ -191,7 +351,7 @@ class GroupedViewStatistics:
         -------
         self : GroupedViewStatistics
         """
-        views = np.asarray(views, dtype=np.float64)
+        views = np.asarray(views)
         if views.ndim != 3:
             raise ValueError(f"update expects 3-D views, got shape {views.shape}.")
         n, n_views, d = views.shape
@@ -209,11 +369,13 @@ class GroupedViewStatistics:
             )
         if n == 0:
             return self
-        means = views.mean(axis=1)
+        self._adopt_scale(data_scale(views))
+        means, differences = _image_reference_differences(views, 1.0 / self.scale)
         if self.n_images == 0:
-            # centre the power sums near the data so that the centring at the
-            # end does not cancel large numbers
-            self.shift = means.mean(axis=0)
+            # centre the power sums on the first image's mean: near the data, so
+            # the centring at the end cancels no large numbers, and exactly on
+            # it for constant data
+            self.shift = means[0].copy()
         y = means - self.shift
         sq = np.einsum("ij,ij->i", y, y)
         self.mean_sum += y.sum(axis=0)
@@ -221,10 +383,9 @@ class GroupedViewStatistics:
         self.mean_cubic += sq @ y
         self.mean_fourth += float(sq @ sq)
 
-        rows = residual_contrast_rows(views)
+        rows = _contrast_of_differences(differences, n_views).reshape(-1, d)
         self.residual_scatter += rows.T @ rows
-        row_sq = np.einsum("ij,ij->i", rows, rows)
-        self.residual_fourth += float(row_sq @ row_sq)
+        self.residual_fourth += _image_gram_fourth(rows.reshape(n_views - 1, n, d))
         self.n_images += n
         return self
 
@@ -264,6 +425,10 @@ class GroupedViewStatistics:
         if self.n_images == 0:
             self.__dict__.update(other.copy().__dict__)
             return self
+        other = other.copy()
+        common = max(self.scale, other.scale)
+        self._rescale_to(common)
+        other._rescale_to(common)
         s1, s2, s3, s4 = other._recentred(self.shift)
         self.mean_sum += s1
         self.mean_scatter += s2
@@ -293,10 +458,10 @@ class GroupedViewStatistics:
 
         Every rank must have called ``update`` with the same ``n_features`` and
         ``n_views`` (a rank may hold zero images). Ranks first agree on a
-        common centring point (rank 0's), then one SUM all-reduce of a packed
-        float64 buffer adds everything. Afterwards every rank holds the totals.
-        The buffer travels on the CPU for gloo and on the current CUDA device
-        for NCCL.
+        common scale (the largest) and centring point (rank 0's), then one SUM
+        all-reduce of a packed float64 buffer adds everything. Afterwards
+        every rank holds the totals. The buffers travel on the CPU for gloo and
+        on the current CUDA device for NCCL.
 
         Parameters
         ----------
@@ -316,6 +481,11 @@ class GroupedViewStatistics:
             raise ValueError("all_reduce needs n_features; construct with n_features= on empty ranks.")
         d = self.n_features
         device = collective_device(group)
+        # the largest scale of all ranks (an empty rank offers the smallest)
+        own = self.scale if (self.scale is not None and self.n_images) else np.finfo(np.float64).tiny
+        scale = torch.tensor([own], dtype=torch.float64, device=device)
+        dist.all_reduce(scale, op=dist.ReduceOp.MAX, group=group)
+        self._rescale_to(float(scale.item()))
         # rank 0 chooses the common centre (the mean of its images)
         shift = torch.from_numpy(self._mean_or_shift().copy()).to(device)
         dist.broadcast(shift, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
@@ -349,14 +519,38 @@ class GroupedViewStatistics:
                 f"At least 2 images are needed to estimate covariances; have {self.n_images}."
             )
 
+    def _to_original(self, value, power):
+        """``value * scale**power``; inf or subnormal where float64 cannot hold the result."""
+        with np.errstate(over="ignore", under="ignore"):
+            return value * np.float64(self.scale) ** power if power else value
+
     @property
     def mean(self):
-        """Grand mean of the image means, shape (n_features,)."""
+        """Grand mean of the image means, shape (n_features,), original units."""
         self._check_enough()
-        return self._mean_or_shift()
+        return self._to_original(self._mean_or_shift(), 1)
+
+    def normalised_moments(self):
+        """Centred moments in units of :attr:`scale` (representable at any magnitude).
+
+        Returns
+        -------
+        mean_scatter : ndarray of shape (n_features, n_features)
+            ``sum_i (m_i - m)(m_i - m)^T / scale**2``.
+        mean_fourth : float
+            ``sum_i ||m_i - m||^4 / scale**4``.
+        residual_scatter : ndarray of shape (n_features, n_features)
+            ``sum_iv xi_iv xi_iv^T / scale**2`` (symmetrised).
+        residual_fourth : float
+            ``sum_i ||sum_v xi_iv xi_iv^T||_F^2 / scale**4``.
+        """
+        self._check_enough()
+        _, s2, _, s4 = self._recentred(self._mean_or_shift())
+        residual = (self.residual_scatter + self.residual_scatter.T) / 2.0
+        return (s2 + s2.T) / 2.0, s4, residual, self.residual_fourth
 
     def centred_mean_moments(self):
-        """Scatter and fourth-moment sum of the centred image means.
+        """Scatter and fourth-moment sum of the centred image means (original units).
 
         Returns
         -------
@@ -365,9 +559,8 @@ class GroupedViewStatistics:
         fourth : float
             ``sum_i ||m_i - m||^4``.
         """
-        self._check_enough()
-        _, s2, _, s4 = self._recentred(self.mean)
-        return (s2 + s2.T) / 2.0, s4
+        scatter, fourth, _, _ = self.normalised_moments()
+        return self._to_original(scatter, 2), self._to_original(fourth, 4)
 
     @property
     def n_residual_rows(self):
@@ -382,8 +575,8 @@ class GroupedViewStatistics:
         covariance : ndarray of shape (n_features, n_features)
             The plug-in Sigma_s.
         """
-        scatter, _ = self.centred_mean_moments()
-        return scatter / (self.n_images - 1)
+        scatter, _, _, _ = self.normalised_moments()
+        return self._to_original(scatter / (self.n_images - 1), 2)
 
     def covariance_residual(self):
         """Unbiased within-image covariance, ``scatter / (N (V - 1))``.
@@ -393,8 +586,8 @@ class GroupedViewStatistics:
         covariance : ndarray of shape (n_features, n_features)
             Sigma_xi.
         """
-        self._check_enough()
-        return (self.residual_scatter + self.residual_scatter.T) / (2.0 * self.n_residual_rows)
+        _, _, residual, _ = self.normalised_moments()
+        return self._to_original(residual / self.n_residual_rows, 2)
 
     # --------------------------------------------------------- serialisation
     def state_dict(self):
@@ -420,6 +613,11 @@ class GroupedViewStatistics:
         -------
         stats : GroupedViewStatistics
         """
+        if "scale" not in state:
+            raise ValueError(
+                "These statistics were saved by an older skicr (no 'scale' entry; its "
+                "residual fourth-moment sum has another definition); accumulate them again."
+            )
         new = cls.__new__(cls)
         new.__dict__.update(state)
         return new
