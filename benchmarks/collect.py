@@ -21,6 +21,7 @@ STATIC = DOCS / "_static"
 # if any, is replaced by the section title; its subsections move one level down.
 SECTIONS = [
     ("core.md", "Numerical core", "benchmarks/bench_core.py"),
+    ("fit.md", "Decomposer fit at the GEMM floor", "benchmarks/bench_fit.py"),
     ("dual.md", "Primal vs dual (Gram) ICR for high-dimensional features", "benchmarks/bench_dual.py"),
     ("dual_memory.md", "Dual form: peak memory of the Gram construction, before and after chunking",
      "benchmarks/bench_dual.py --memory-only"),

@@ -6,9 +6,9 @@ covariances (and the Ledoit-Wolf / OAS shrinkage) need is a handful of power
 sums that add across chunks of whole images, so chunks can be fed in any order,
 merged, or all-reduced across processes, and give exactly the one-pass result.
 
-Residual rows: each image's ``V`` views times an orthonormal Helmert contrast
-``(V - 1, V)`` give ``V - 1`` rows whose scatter equals the image's residual
-scatter. ``N (V - 1)`` such rows carry the within-image covariance at its true
+Residual rows: each image's ``V`` views times an orthonormal contrast
+``(V - 1, V)`` (rows orthonormal and orthogonal to the all-ones vector) give
+``V - 1`` rows whose scatter equals the image's residual scatter. ``N (V - 1)`` such rows carry the within-image covariance at its true
 degrees of freedom, so any covariance estimator fitted on them with
 ``assume_centered=True`` sees the right sample size.
 
@@ -25,7 +25,6 @@ accumulator (again by a power of two) instead of overflowing.
 import os
 
 import numpy as np
-from scipy.linalg import helmert
 
 from .._utils.distributed import collective_device
 
@@ -34,6 +33,14 @@ __all__ = ["GroupedViewStatistics", "data_scale", "residual_contrast_rows"]
 # a chunk whose largest magnitude exceeds the accumulator's scale by more than
 # this factor rescales the accumulator (below it, squares stay far from overflow)
 _RESCALE_ABOVE = 2.0**16
+# magnitudes whose fourth powers (times N d^2) stay normal float64 numbers:
+# data within them is used as it is (scale 1, no extra pass over it)
+_SAFE_MAGNITUDES = (2.0**-200, 2.0**200)
+
+
+def _working_scale(chunk_scale):
+    low, high = _SAFE_MAGNITUDES
+    return 1.0 if low <= chunk_scale <= high else chunk_scale
 
 
 def data_scale(values):
@@ -70,49 +77,58 @@ def data_scale(values):
     return float(np.ldexp(1.0, int(exponent)))
 
 
-def _image_reference_differences(views, inverse_scale):
-    """Views times ``inverse_scale`` minus each image's first view, view-major.
+def _image_contrasts(views, inverse_scale=1.0):
+    """Image means and orthonormal residual contrasts, image-major, in a few passes.
 
-    Returns the image means (scaled) and an array ``(n_views - 1, n_images, d)``
-    of ``h_iv - h_i1`` for ``v >= 2``. Differences to a view of the same image
-    cancel each image's own offset exactly (constant data gives exact zeros,
-    not round-off), and contrasts are orthogonal to the all-ones vector, so
-    they act on these differences as on the views.
+    With ``D_v = h_v - h_1`` (``v = 2..V``: differences to the image's first
+    view, exact zeros for constant data) and ``P = I - 11^T / V``, the
+    residual scatter is ``D^T P D``. The rows ``P^(1/2) D``, with
+    ``P^(1/2) = I - c 11^T`` and ``c = (1 - 1 / sqrt(V)) / (V - 1)``, are
+    ``D_v - c sum_w D_w``: ``V - 1`` orthonormal contrasts of the views
+    (orthogonal to the all-ones vector), formed by elementwise passes instead
+    of a skinny GEMM, in the data's own layout. The mean is
+    ``h_1 + sum_w D_w / V``.
+
+    Parameters
+    ----------
+    views : ndarray of shape (n_images, n_views, n_features)
+    inverse_scale : float, default=1.0
+        Power of two the views are multiplied by first (exact).
+
+    Returns
+    -------
+    means : ndarray of shape (n_images, n_features)
+    rows : ndarray of shape (n_images, n_views - 1, n_features)
+        ``sum_k rows[i, k] rows[i, k]^T == sum_v xi_iv xi_iv^T``.
     """
     n_images, n_views, n_features = views.shape
-    by_view = np.empty((n_views, n_images, n_features))
-    np.multiply(views.transpose(1, 0, 2), inverse_scale, out=by_view)
-    means = by_view.mean(axis=0)
-    differences = by_view[1:]
-    differences -= by_view[0]
-    return means, differences
-
-
-def _contrast_of_differences(differences, n_views):
-    """Orthonormal Helmert contrast rows ``(V - 1, N, d)`` from reference differences."""
-    n_diff, n_images, n_features = differences.shape
-    if n_diff == 0:  # one view: no contrast at all
-        return np.zeros((0, n_images, n_features))
-    contrast = helmert(n_views, full=False)[:, 1:]  # the first view's column meets zeros
-    rows = contrast @ differences.reshape(n_diff, -1)
-    return rows.reshape(n_views - 1, n_images, n_features)
+    first = views[:, :1, :]
+    rows = np.subtract(views[:, 1:, :], first, dtype=np.float64)
+    reference = np.asarray(first[:, 0, :], dtype=np.float64)
+    if inverse_scale != 1.0:
+        rows *= inverse_scale
+        reference = reference * inverse_scale
+    if n_views == 1:
+        return reference.copy(), rows
+    total = rows.sum(axis=1)
+    means = reference + total / n_views
+    c = (1.0 - 1.0 / np.sqrt(n_views)) / (n_views - 1)
+    rows -= (c * total)[:, None, :]
+    return means, rows
 
 
 def _image_gram_fourth(rows):
-    """``sum_i ||R_i R_i^T||_F^2`` over images for contrast rows ``(V - 1, N, d)``.
+    """``sum_i ||R_i R_i^T||_F^2`` over images for contrast rows ``(N, V - 1, d)``.
 
     ``R_i R_i^T`` is the ``(V - 1) x (V - 1)`` Gram matrix of image ``i``'s
     contrasts; its Frobenius norm equals that of the image's residual scatter
     ``sum_v xi_iv xi_iv^T``, so the sum does not depend on the contrast basis
-    (nor on the order of the views).
+    (nor on the order of the views). One pass: each image's rows stay in cache.
     """
-    n_contrasts = rows.shape[0]
-    total = 0.0
-    for k in range(n_contrasts):
-        for m in range(k, n_contrasts):
-            gram_km = np.einsum("ij,ij->i", rows[k], rows[m])
-            total += (1.0 if k == m else 2.0) * float(gram_km @ gram_km)
-    return total
+    if rows.shape[1] == 0:
+        return 0.0
+    gram = np.einsum("ikd,imd->ikm", rows, rows)
+    return float(np.sum(gram * gram))
 
 
 def residual_contrast_rows(views):
@@ -128,7 +144,8 @@ def residual_contrast_rows(views):
     rows : ndarray of shape (n_images * (n_views - 1), n_features)
         ``rows.T @ rows == sum_iv xi_iv xi_iv^T``; each image contributes
         ``n_views - 1`` orthonormal contrasts of its views (ordered by
-        contrast, then image).
+        contrast, then image). No scatter or fourth-moment sum of skicr
+        depends on which orthonormal contrasts they are.
 
     Examples
     --------
@@ -144,12 +161,8 @@ def residual_contrast_rows(views):
     True
     """
     n_images, n_views, n_features = views.shape
-    # one GEMM over the view axis on differences to each image's first view;
-    # rows come out contrast-major, which no scatter or fourth-moment sum
-    # depends on
-    _, differences = _image_reference_differences(np.asarray(views, dtype=np.float64), 1.0)
-    rows = _contrast_of_differences(differences, n_views)
-    return rows.reshape(n_images * (n_views - 1), n_features)
+    _, rows = _image_contrasts(np.asarray(views))
+    return np.ascontiguousarray(rows.transpose(1, 0, 2)).reshape(n_images * (n_views - 1), n_features)
 
 
 def principal_contrast_rows(views):
@@ -173,8 +186,7 @@ def principal_contrast_rows(views):
         Ordered by image, then by decreasing norm.
     """
     n_images, n_views, n_features = views.shape
-    _, differences = _image_reference_differences(np.asarray(views, dtype=np.float64), 1.0)
-    rows = _contrast_of_differences(differences, n_views).transpose(1, 0, 2)  # (N, V-1, d)
+    _, rows = _image_contrasts(np.asarray(views))  # (N, V-1, d)
     gram = rows @ rows.transpose(0, 2, 1)
     _, basis = np.linalg.eigh(gram)  # ascending eigenvalues per image
     principal = basis[:, :, ::-1].transpose(0, 2, 1) @ rows
@@ -332,11 +344,15 @@ class GroupedViewStatistics:
                 setattr(self, name, value * factor if isinstance(value, np.ndarray) else float(value) * factor)
         self.scale = new_scale
 
-    def _adopt_scale(self, chunk_scale):
-        if self.scale is None or self.n_images == 0:
-            self._rescale_to(chunk_scale)
+    def _adopt_scale(self, largest):
+        """Choose the accumulator's scale for a chunk whose largest magnitude is ``largest``."""
+        chunk_scale = data_scale(np.array([largest]))
+        if self.scale is None or self.n_images == 0 or not getattr(self, "largest", 1.0):
+            # nothing (or only zeros) accumulated yet: the chunk decides
+            self._rescale_to(_working_scale(chunk_scale))
         elif chunk_scale > self.scale * _RESCALE_ABOVE:
-            self._rescale_to(chunk_scale)
+            self._rescale_to(_working_scale(chunk_scale))
+        self.largest = max(getattr(self, "largest", 0.0), largest)
 
     # ------------------------------------------------------------------ update
     def update(self, views):
@@ -369,8 +385,11 @@ class GroupedViewStatistics:
             )
         if n == 0:
             return self
-        self._adopt_scale(data_scale(views))
-        means, differences = _image_reference_differences(views, 1.0 / self.scale)
+        largest = max(float(np.max(views)), -float(np.min(views)))
+        if not np.isfinite(largest):
+            raise ValueError("Views contain NaN or infinite values; features must be finite.")
+        self._adopt_scale(largest)
+        means, rows = _image_contrasts(views, 1.0 / self.scale)
         if self.n_images == 0:
             # centre the power sums on the first image's mean: near the data, so
             # the centring at the end cancels no large numbers, and exactly on
@@ -383,9 +402,9 @@ class GroupedViewStatistics:
         self.mean_cubic += sq @ y
         self.mean_fourth += float(sq @ sq)
 
-        rows = _contrast_of_differences(differences, n_views).reshape(-1, d)
-        self.residual_scatter += rows.T @ rows
-        self.residual_fourth += _image_gram_fourth(rows.reshape(n_views - 1, n, d))
+        flat = rows.reshape(-1, d)
+        self.residual_scatter += flat.T @ flat  # one symmetric rank-k update
+        self.residual_fourth += _image_gram_fourth(rows)
         self.n_images += n
         return self
 
