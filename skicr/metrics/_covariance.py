@@ -8,7 +8,7 @@ Two routes, same answers:
   (Ledoit-Wolf) a fourth-moment sum, all of which the statistics hold. These
   reproduce sklearn's estimators fitted on the same rows, except that
   Ledoit-Wolf's fourth-moment term for Sigma_xi is taken over images rather
-  than contrast rows (:func:`ledoit_wolf_shrinkage_from_moments`): the rows of
+  than contrast rows (``ledoit_wolf_shrinkage_from_moments``): the rows of
   one image are one basis among many, and a sum over them would change with
   the order of the views. For two views (one row per image) the two agree.
 * rows: any other sklearn covariance estimator (``MinCovDet``,
@@ -147,7 +147,7 @@ def ledoit_wolf_from_moments(scatter, fourth, n_samples, rows_per_group=1):
     fourth : float
         ``sum_k ||x_k||^4`` over the rows (the sum of ``X2.T @ X2``, ``X2 = X**2``),
         or for groups of rows the sum of the groups' squared scatter norms
-        (see :func:`ledoit_wolf_shrinkage_from_moments`).
+        (see ``ledoit_wolf_shrinkage_from_moments``).
     n_samples : int
         Number of rows.
     rows_per_group : int, default=1
@@ -237,7 +237,7 @@ def shrinkage_coefficient(
     n_samples, n_features : int
     trace, frobenius2, fourth : float
         ``tr(S)``, ``||S||_F^2`` and the fourth-moment sum of the centred rows
-        (see :func:`ledoit_wolf_shrinkage_from_moments`).
+        (see ``ledoit_wolf_shrinkage_from_moments``).
     rows_per_group : int, default=1
         Rows per independent group (Ledoit-Wolf only).
 
@@ -571,7 +571,7 @@ def estimate_covariances(stats, covariance_estimator=None, bias_correction=False
         ``ShrunkCovariance``, ``LedoitWolf`` and ``OAS`` are computed from the
         statistics; any other estimator is fitted on rows and needs ``views``.
         Ledoit-Wolf's fourth-moment term for Sigma_xi is taken per image (see
-        :func:`ledoit_wolf_shrinkage_from_moments`), so it does not depend on
+        ``ledoit_wolf_shrinkage_from_moments``), so it does not depend on
         the order of the views; the rows an other estimator is fitted on are
         each image's principal contrasts, for the same reason.
     bias_correction : bool, default=False

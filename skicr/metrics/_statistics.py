@@ -550,7 +550,7 @@ class GroupedViewStatistics:
         return self._to_original(self._mean_or_shift(), 1)
 
     def normalised_moments(self):
-        """Centred moments in units of :attr:`scale` (representable at any magnitude).
+        """Centred moments in units of ``scale`` (representable at any magnitude).
 
         Returns
         -------
