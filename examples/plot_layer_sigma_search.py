@@ -16,6 +16,9 @@ only check the label-free surface against a linear probe on the same folds.
 # %%
 # The joint search
 # ----------------
+import textwrap
+import warnings
+
 import numpy as np
 
 from skicr import FeatureExtractor, NoiseLevelSelector
@@ -27,14 +30,19 @@ images, labels = load_digits_images()
 subset = np.random.default_rng(0).choice(len(images), size=400, replace=False)
 images, labels = images[subset], labels[subset]
 
-selector = NoiseLevelSelector(
-    FeatureExtractor(load_pretrained("digits"), n_views=4),
-    sigmas=np.geomspace(0.01, 2.0, 6),
-    layers=["down.0", "down.1", "mid", "up.0"],
-    probe=make_probe(),
-    cv=4,
-    random_state=0,
-).fit(images, labels)
+# the selector warns when its choice means little; print that note wrapped
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    selector = NoiseLevelSelector(
+        FeatureExtractor(load_pretrained("digits"), n_views=4),
+        sigmas=np.geomspace(0.01, 2.0, 6),
+        layers=["down.0", "down.1", "mid", "up.0"],
+        probe=make_probe(),
+        cv=4,
+        random_state=0,
+    ).fit(images, labels)
+for warning in caught:
+    print(textwrap.fill(f"{warning.category.__name__}: {warning.message}", 72))
 print(f"lowest held-out ICR: layer {selector.best_layer_!r}, "
       f"sigma {selector.best_sigma_:.3g}")
 
