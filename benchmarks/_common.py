@@ -17,6 +17,21 @@ def best_time(fn, repeat=3):
     return best, result
 
 
+def alternate(functions, repeat):
+    """Best wall time (seconds) of each function, the functions called in turn.
+
+    Each of ``functions`` is called once per round, ``repeat`` rounds: a busy
+    machine slows all of them alike, so their ratio stays fair.
+    """
+    best = [np.inf] * len(functions)
+    for _ in range(repeat):
+        for k, fn in enumerate(functions):
+            start = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - start)
+    return best
+
+
 def machine():
     """One line naming the machine the numbers came from."""
     try:

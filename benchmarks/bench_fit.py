@@ -27,7 +27,7 @@ from scipy import linalg
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, synthetic_views  # noqa: E402
+from _common import alternate, machine, synthetic_views  # noqa: E402
 
 from skicr import InvariantResidualDecomposer  # noqa: E402
 
@@ -43,17 +43,6 @@ def exact_path(views, tau=1e-3):
     ridge = tau * np.trace(cov_xi) / d
     eigenvalues = linalg.eigh(cov_s, cov_xi + ridge * np.eye(d), eigvals_only=True)[::-1]
     return eigenvalues, 1.0 / (1.0 + eigenvalues.mean())
-
-
-def alternate(functions, repeat):
-    """Best time of each function, the functions called in turn ``repeat`` times."""
-    best = [np.inf] * len(functions)
-    for _ in range(repeat):
-        for k, fn in enumerate(functions):
-            start = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - start)
-    return best
 
 
 def measure(n_images, n_views, d, threads, repeat, with_lda):
