@@ -107,6 +107,22 @@ SPECS = {
         build=lambda c, s: SmallUNet(in_channels=c, channels=(16, 32), mid_channels=64,
                                      emb_dim=64, image_size=s),
         steps=250, batch=32, lr=2e-3, save=[(250, "shapes_unet_flow")]),
+    # round 2 of the study (docs/noise_level_study.md, "Round 2"): the fresh held-out set,
+    # trained after the round-2 protocol was committed
+    "digits_ddpm": dict(
+        data="digits", arch="UNet2DModel", param="vp_epsilon", attention=False,
+        build=lambda c, s: _unet2d(c, s, attention=False),
+        steps=500, batch=32, lr=1e-3, save=[(500, "digits_ddpm")]),
+    "digits_unet_m": dict(
+        data="digits", arch="SmallUNet", param="edm", attention=False,
+        build=lambda c, s: SmallUNet(in_channels=c, channels=(24, 48), mid_channels=64,
+                                     emb_dim=64, image_size=s),
+        steps=1000, batch=32, lr=2e-3, save=[(1000, "digits_unet_m")]),
+    "shapes_dit_p2": dict(
+        data="shapes", arch="SmallDiT", param="flow", attention=True,
+        build=lambda c, s: SmallDiT(in_channels=c, image_size=s, patch_size=2, width=64,
+                                    depth=4, n_heads=4),
+        steps=300, batch=32, lr=1e-3, save=[(300, "shapes_dit_p2")]),
 }
 
 
