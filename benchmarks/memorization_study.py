@@ -57,15 +57,23 @@ SEEDS = (0, 1, 2)
 # training steps and evaluation interval per training-set size (None: the full data). At 8 x 8
 # the small sets memorize within a few hundred steps (32 digits: 10 of 64 samples copied by step
 # 300 in the first attempt, evaluated every 100 steps), so they are evaluated more often
-STEPS = {32: 500, 64: 800, 128: 1200, None: 800}
-EVERY = {32: 25, 64: 50, 128: 50, None: 50}
+STEPS = {32: 500, 64: 800, 128: 1200, None: 800, 256: 3000}
+EVERY = {32: 25, 64: 50, 128: 50, None: 50, 256: 50}
+# extension (session 2, pre-registered in docs/memorization_study.md before these runs were
+# trained): 256 digits (the smaller sets memorize after about 450 epochs, i.e. about 1800 steps
+# at 256 images; 3000 steps leave room) and one size of the project's shapes dataset
+# (skicr.datasets.make_shapes_images, RGB, at 16 x 16 pixels), run names "shapes_n64_seed{k}"
+SHAPES = {"n_images": 600, "image_size": 16, "size": 64, "steps": 1200, "every": 50}
 
 # pre-registered split (docs/monitoring.md): detectors and thresholds are chosen on the
 # development half only; the report half is analysed once, with the chosen settings
 SPLIT = {
     "development": ["n32_seed0", "n32_seed1", "n64_seed0", "n128_seed0", "n128_seed1",
                     "full_seed0"],
-    "report": ["n32_seed2", "n64_seed1", "n64_seed2", "n128_seed2", "full_seed1", "full_seed2"],
+    "report": ["n32_seed2", "n64_seed1", "n64_seed2", "n128_seed2", "full_seed1", "full_seed2",
+               # extension (session 2): every new run is a report run; the settings stay frozen
+               "n256_seed0", "n256_seed1", "n256_seed2",
+               "shapes_n64_seed0", "shapes_n64_seed1", "shapes_n64_seed2"],
 }
 QUICK_RUNS = ["n16_seed0", "full_seed0"]
 
@@ -75,9 +83,27 @@ def run_name(size, seed):
 
 
 def parse_run(name):
-    """``"n64_seed1"`` -> (64, 1); ``"full_seed0"`` -> (None, 0)."""
-    size, seed = name.split("_seed")
+    """``"n64_seed1"`` -> (64, 1); ``"full_seed0"`` -> (None, 0); ``"shapes_n64_seed2"`` ->
+    (64, 2)."""
+    size, seed = name.removeprefix("shapes_").split("_seed")
     return (None if size == "full" else int(size[1:])), int(seed)
+
+
+def dataset_of(name):
+    """"shapes" for the runs on make_shapes_images, else "digits"."""
+    return "shapes" if name.startswith("shapes_") else "digits"
+
+
+def load_images(dataset):
+    """The images a run's subsets are drawn from (float32 in [0, 1], (n, C, H, W))."""
+    if dataset == "shapes":
+        from skicr.datasets import make_shapes_images
+
+        return make_shapes_images(n_images=SHAPES["n_images"], image_size=SHAPES["image_size"],
+                                  random_state=0, return_y=False)
+    from skicr.datasets import load_digits_images
+
+    return load_digits_images(IMAGE_SIZE, return_y=False)
 
 
 def all_runs():
@@ -86,6 +112,8 @@ def all_runs():
 
 def run_cost(name):
     """Training steps of a run (what its wall time scales with)."""
+    if dataset_of(name) == "shapes":
+        return SHAPES["steps"]
     return STEPS[parse_run(name)[0]]
 
 
@@ -116,8 +144,9 @@ def train_run(name, images, out, steps=None, every=None, n_samples=N_SAMPLES):
     from skicr.monitoring import ICRMonitor
 
     size, seed = parse_run(name)
-    steps = STEPS[size] if steps is None else steps
-    every = EVERY[size] if every is None else every
+    shapes = dataset_of(name) == "shapes"
+    steps = (SHAPES["steps"] if shapes else STEPS[size]) if steps is None else steps
+    every = (SHAPES["every"] if shapes else EVERY[size]) if every is None else every
     train, measured, held_out = run_data(size, seed, images)
     on_train = ICRMonitor(measured, sigma=SIGMA, n_views=N_VIEWS, random_state=seed,
                           n_samples=n_samples, sampler_steps=SAMPLER_STEPS, sampler_seed=seed,
@@ -125,7 +154,7 @@ def train_run(name, images, out, steps=None, every=None, n_samples=N_SAMPLES):
     on_held_out = ICRMonitor(held_out, sigma=SIGMA, n_views=N_VIEWS, random_state=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = SmallUNet(**NET)
+        net = SmallUNet(in_channels=images.shape[1], image_size=images.shape[-1], **NET)
     partial = out / f"{name}.partial.csv"
     start = time.perf_counter()
     rows = []
@@ -160,7 +189,8 @@ def train_run(name, images, out, steps=None, every=None, n_samples=N_SAMPLES):
         "run": name, "split": split_of(name), "n_train": int(len(train)),
         "n_measured": int(len(measured)), "seed": seed, "steps": int(steps),
         "eval_every": int(every), "batch_size": BATCH_SIZE, "net": NET, "sigma": SIGMA,
-        "n_views": N_VIEWS, "image_size": IMAGE_SIZE, "n_samples": n_samples,
+        "n_views": N_VIEWS, "image_size": int(images.shape[-1]), "n_samples": n_samples,
+        "dataset": dataset_of(name),
         "sampler_steps": SAMPLER_STEPS,
         "seconds": round(time.perf_counter() - start, 1),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -199,8 +229,6 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(1)
-    from skicr.datasets import load_digits_images
-
     if args.out is not None:
         out = Path(args.out)
     elif args.quick:
@@ -210,7 +238,7 @@ def main(argv=None):
     else:
         out = OUT
     out.mkdir(parents=True, exist_ok=True)
-    images = load_digits_images(IMAGE_SIZE, return_y=False)
+    images_of = {}
 
     if "train" in args.part:
         if args.quick:
@@ -228,10 +256,13 @@ def main(argv=None):
             if args.skip_existing and (out / f"{name}.csv").is_file():
                 print(f"{name}: exists, skipped", flush=True)
                 continue
+            dataset = dataset_of(name)
+            if dataset not in images_of:
+                images_of[dataset] = load_images(dataset)
             if args.quick:
-                train_run(name, images, out, steps=60, every=20, n_samples=16)
+                train_run(name, images_of[dataset], out, steps=60, every=20, n_samples=16)
             else:
-                train_run(name, images, out)
+                train_run(name, images_of[dataset], out)
         print(f"trajectories in {out}", flush=True)
     if "analyse" in args.part:
         from memorization_analysis import analyse
