@@ -296,6 +296,81 @@ def analyse(frames, quick=False, half="development", out=OUT):
     return text
 
 
+def subsample(frame, interval):
+    """The evaluations at multiples of ``interval`` steps (what a coarser monitor records)."""
+    return frame[frame["step"] % interval == 0].reset_index(drop=True)
+
+
+def revalidate(frames, chosen, interval, halves):
+    """The frozen settings replayed on trajectories subsampled to every ``interval`` steps.
+
+    A limited-data run's success is judged against its first memorized sample on the full
+    trajectory (when the copies really appeared); ``coarse_first_memorized`` is the first one
+    among the kept evaluations. ``halves`` maps run name -> half. Returns the per-run rows.
+    """
+    rows = []
+    for detector, setting in chosen.items():
+        if setting is None:
+            continue
+        for name, frame in frames.items():
+            coarse = subsample(frame, interval)
+            row = replay(detector, setting["params"], setting["warmup"], name, coarse)
+            fine = replay(detector, setting["params"], setting["warmup"], name, frame)
+            if row is None:
+                continue
+            onset = first_memorized(frame)
+            row["coarse_first_memorized"] = row["first_memorized"]
+            row["first_memorized"] = onset
+            row["checkpoint_memorization"] = memorization_at(frame, row["checkpoint"])
+            if not row["full"]:
+                row.pop("success", None), row.pop("lead", None)
+                if onset is not None:
+                    row["success"] = row["alarm"] is not None and row["alarm"] < onset
+                    row["lead"] = None if row["alarm"] is None else onset - row["alarm"]
+            row["fine_alarm"] = fine["alarm"]
+            rows.append({"detector": detector, "half": halves.get(name, "development"), **row})
+    return pd.DataFrame(rows)
+
+
+def revalidation_table(chosen, rows, interval):
+    """Per detector and half: successes and false alarms at ``interval`` vs the stored grid."""
+    lines = [f"| detector | half | before first memorized sample, every {interval} steps | "
+             "on the stored grid (25-50 steps) | false alarms, every "
+             f"{interval} steps | on the stored grid |", "|---|---|---|---|---|---|"]
+    for detector in chosen:
+        part = rows[rows["detector"] == detector]
+        if part.empty:
+            continue
+        for half in ("development", "report", "all"):
+            sub = part if half == "all" else part[part["half"] == half]
+            recs = sub.to_dict("records")
+            limited = [r for r in recs if not r["full"] and r["first_memorized"] is not None]
+            full = [r for r in recs if r["full"]]
+            fine_ok = sum(r["fine_alarm"] is not None and not pd.isna(r["fine_alarm"])
+                          and r["fine_alarm"] < r["first_memorized"] for r in limited)
+            fine_fa = sum(r["fine_alarm"] is not None and not pd.isna(r["fine_alarm"])
+                          for r in full)
+            coarse_ok = sum(bool(r["success"]) for r in limited)
+            coarse_fa = sum(bool(r["false_alarm"]) for r in full)
+            lines.append(f"| {detector} | {half} | {coarse_ok} / {len(limited)} | {fine_ok} / "
+                         f"{len(limited)} | {coarse_fa} / {len(full)} | {fine_fa} / "
+                         f"{len(full)} |")
+    return "\n".join(lines)
+
+
+def analyse_interval(frames, interval, halves, out=OUT):
+    """The 100-step re-validation (docs/memorization_study.md): tables to
+    ``detectors_interval{interval}.md`` / ``.csv``; returns the markdown."""
+    chosen = json.loads((Path(out) / "chosen.json").read_text())["chosen"]
+    rows = revalidate(frames, chosen, interval, halves)
+    runs = rows.drop(columns=["half", "coarse_first_memorized", "fine_alarm"])
+    text = (f"## Frozen settings replayed every {interval} steps: {len(frames)} runs\n\n"
+            + revalidation_table(chosen, rows, interval) + "\n\n" + runs_table(runs))
+    rows.to_csv(Path(out) / f"detectors_interval{interval}.csv", index=False)
+    (Path(out) / f"detectors_interval{interval}.md").write_text(text + "\n")
+    return text
+
+
 def _product_choice(chosen):
     """The detector that becomes the early-stopping rule: most development successes, ties to
     the larger median lead."""
@@ -308,9 +383,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--half", choices=["development", "report"], default="development")
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--interval", type=int, default=None,
+                        help="replay the frozen settings on every run (both halves), the "
+                             "trajectories subsampled to every INTERVAL steps")
     args = parser.parse_args(argv)
     from memorization_study import SPLIT
 
+    if args.interval is not None:
+        halves = {name: half for half, names in SPLIT.items() for name in names}
+        frames = load(SPLIT["development"] + SPLIT["report"], args.out)
+        if EARLIER_FULL.is_file():
+            frames["earlier_full"] = pd.read_csv(EARLIER_FULL)
+        print(analyse_interval(frames, args.interval, halves, args.out))
+        return
     frames = load(SPLIT[args.half], args.out)
     print(analyse(frames, half=args.half, out=args.out))
     if args.half == "development":
