@@ -25,7 +25,7 @@ FIGURE = ROOT / "docs" / "_static" / "noise_level_study.png"
 SCAN_DOC = ROOT / "docs" / "scan.md"
 SCAN_START, SCAN_END = "<!-- zoo-scan-table-start -->", "<!-- zoo-scan-table-end -->"
 #: how each set is named in the tables
-SET_NAMES = {"dev": "round 1 dev", "heldout": "round 1 held-out", "fresh": "round 2 fresh"}
+SET_NAMES = {"dev": "dev", "heldout": "held-out", "fresh": "fresh"}
 REPORT = ROOT / "benchmarks" / "results" / "noise_level_study.md"
 ZOO_DOC = ROOT / "docs" / "zoo.md"
 START, END = "<!-- zoo-table-start -->", "<!-- zoo-table-end -->"
