@@ -21,7 +21,7 @@ from .metrics import (
     is_streaming_estimator,
 )
 from ._utils.validation import check_streaming_estimator
-from .views import resolve_n_views, split_views, view_values
+from .views import reorder_view_columns, resolve_n_views, split_views, view_values
 from ._utils.threads import blas_threads
 
 __all__ = ["InvariantResidualDecomposer"]
@@ -197,6 +197,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
     def _validate_views(self, X, *, reset, min_images=2):
         """Return validated views (n_images, n_views, d) as float64."""
         fitted_views = None if reset else getattr(self, "n_views_", None)
+        X = reorder_view_columns(X)  # view{v}_ names that state the layout are honoured
         values, carried = view_values(X, defer_to_sklearn=True)
         if sparse.issparse(values) or values.ndim < 2:
             # sklearn's own messages for sparse and 1-D input

@@ -26,6 +26,8 @@ __all__ = [
     "infer_n_views",
     "resolve_n_views",
     "split_views",
+    "reorder_view_columns",
+    "view_column_order",
     "view_feature_names",
     "view_values",
 ]
@@ -80,6 +82,79 @@ class ViewArray(np.ndarray):
         super().__setstate__(base_state)
 
 
+def view_column_order(columns):
+    """Column order that makes ``view{v}_{name}`` columns views-contiguous, or None.
+
+    Names that state the layout are honoured: columns may come in any order
+    (feature-major, shuffled); they are put in view-major order, views by
+    number, each view's features in the order of the first view. Names that
+    contradict each other (a name twice, views with other features, a view
+    number missing) are refused, since no layout would honour them all.
+
+    Parameters
+    ----------
+    columns : sequence
+        Column names.
+
+    Returns
+    -------
+    n_views : int or None
+        Views the names state, None when not every name is ``view{v}_...``.
+    order : ndarray of int or None
+        Positions of the columns in view-major order; None when they are in
+        it already (or the names state no layout).
+    """
+    names = [str(c) for c in columns]
+    matches = [_VIEW_COLUMN.match(name) for name in names]
+    if not names or not all(matches):
+        return None, None
+    features = {}
+    for position, (name, match) in enumerate(zip(names, matches)):
+        view, feature = int(match.group(1)), name[match.end():]
+        features.setdefault(view, {})
+        if feature in features[view]:
+            raise ValueError(f"The column name {name!r} appears twice; view columns must be unique.")
+        features[view][feature] = position
+    views = sorted(features)
+    if views != list(range(views[0], views[0] + len(views))):
+        raise ValueError(
+            f"The view columns name views {views}: view numbers must be consecutive "
+            "(view0_..., view1_..., ...)."
+        )
+    first = list(features[views[0]])
+    for view in views[1:]:
+        if set(features[view]) != set(first):
+            missing = sorted(set(first) ^ set(features[view]))[:3]
+            raise ValueError(
+                f"The view columns contradict each other: view{view} and view{views[0]} name "
+                f"different features (e.g. {missing}); every view needs the same features."
+            )
+    order = np.array([features[view][feature] for view in views for feature in first])
+    if np.array_equal(order, np.arange(len(names))):
+        return len(views), None
+    return len(views), order
+
+
+def reorder_view_columns(X):
+    """A DataFrame with ``view{v}_`` columns put in view-major order; other input as is.
+
+    Parameters
+    ----------
+    X : array-like or DataFrame
+
+    Returns
+    -------
+    X : array-like or DataFrame
+        The same object, or a DataFrame with its columns reordered as
+        :func:`view_column_order` says.
+    """
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "iloc"):
+        return X
+    _, order = view_column_order(columns)
+    return X if order is None else X.iloc[:, order]
+
+
 def infer_n_views(X):
     """Return the number of views that ``X`` carries, or None if it carries none.
 
@@ -87,7 +162,8 @@ def infer_n_views(X):
     ----------
     X : array-like or DataFrame
         3-D arrays give ``X.shape[1]``; a :class:`ViewArray` its ``n_views``;
-        a DataFrame with ``view{v}_`` column names the number of distinct ``v``.
+        a DataFrame with ``view{v}_`` column names the number of distinct ``v``
+        (names that contradict each other raise, see :func:`view_column_order`).
 
     Returns
     -------
@@ -97,10 +173,7 @@ def infer_n_views(X):
         return X.n_views
     columns = getattr(X, "columns", None)
     if columns is not None:
-        matches = [_VIEW_COLUMN.match(str(c)) for c in columns]
-        if matches and all(matches):
-            return len({m.group(1) for m in matches})
-        return None
+        return view_column_order(columns)[0]
     ndim = getattr(X, "ndim", None)
     if ndim == 3:
         return X.shape[1]
@@ -150,6 +223,7 @@ def view_values(X, *, defer_to_sklearn=False):
     carried : int or None
         Views per image that ``X`` carries (3-D shape, ViewArray, column names).
     """
+    X = reorder_view_columns(X)  # column names that state the layout are honoured
     carried = infer_n_views(X) if isinstance(X, ViewArray) or hasattr(X, "columns") else None
     if sparse.issparse(X):
         if defer_to_sklearn:

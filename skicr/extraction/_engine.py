@@ -197,6 +197,11 @@ def _pool(features, pooling, n_rows):
                 f"pooling callable must return shape (n, d) with n={n_rows}; got "
                 f"{tuple(pooled.shape)} from features of shape {tuple(features.shape)}."
             )
+        if not torch.isfinite(pooled).all():
+            raise ValueError(
+                f"pooling callable {getattr(pooling, '__name__', type(pooling).__name__)} returned "
+                "NaN or infinite values (from finite features); features must be finite."
+            )
         return pooled
     if features.ndim == 2:
         return features
@@ -237,6 +242,11 @@ def _views_of_chunk(backbone, images, augmentation, spec, chunk_indices, generat
                 "augment must return a tensor of shape (n, C, H', W') with "
                 f"n={n_rows}, C={images.shape[1]}; got "
                 f"{getattr(views, 'shape', type(views).__name__)}."
+            )
+        if not torch.isfinite(views).all():
+            raise ValueError(
+                f"augment callable {getattr(augmentation, '__name__', type(augmentation).__name__)} "
+                "returned NaN or infinite pixels; augmented views must be finite."
             )
     return backbone.prepare(views.float() * 2 - 1).float()
 
