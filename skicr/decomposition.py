@@ -27,6 +27,31 @@ from ._utils.threads import blas_threads
 __all__ = ["InvariantResidualDecomposer"]
 
 
+def _check_dual_representable(result):
+    """Warn where the dual fit's attributes in the features' units over- or underflow.
+
+    The dual form has no ``d x d`` covariance attributes, so unlike the primal
+    path nothing has to be refused: only the traces and the ridge leave
+    float64's range; ICR, the spectrum, the invariant share and the
+    directions are computed at a normalised scale.
+    """
+    values = np.array([result.trace_s, result.trace_xi, result.tau])
+    overflow = not np.all(np.isfinite(values))
+    underflow = bool(np.any((values > 0) & (values < np.finfo(np.float64).tiny / np.finfo(np.float64).eps)))
+    scaled = np.array(result.scaled_traces)
+    underflow = underflow or bool(np.any((values[:2] == 0) & (scaled > 0)))
+    if overflow or underflow:
+        warnings.warn(
+            f"The features' magnitude (about {result.normalisation.scale:.3g}) puts trace_s_, "
+            f"trace_xi_, expansion_ and tau_ {'beyond' if overflow else 'near'} float64's "
+            f"{'range (they are inf)' if overflow else 'underflow (they lose precision)'}; "
+            "icr_, eigenvalues_, invariant_share_, components_ and transform are exact. "
+            "ICR is scale-invariant: multiply X by a constant first.",
+            FeatureScaleWarning,
+            stacklevel=4,
+        )
+
+
 def _check_representable(result):
     """Refuse covariances float64 cannot hold; warn where they lose precision.
 
@@ -378,7 +403,8 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         self.trace_s_ = result.trace_s
         self.trace_xi_ = result.trace_xi
         self.expansion_ = self.trace_s_ + self.trace_xi_
-        self.invariant_share_ = self.trace_s_ / self.expansion_ if self.expansion_ > 0 else 0.0
+        self.invariant_share_ = result.invariant_share
+        _check_dual_representable(result)
         self.shrinkage_s_ = result.shrinkage_s
         self.shrinkage_xi_ = result.shrinkage_xi
         self._n_features_out = self.n_components_
@@ -441,7 +467,15 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         """
         check_is_fitted(self, "components_")
         views = self._validate_views(X, reset=False, min_images=1)
-        return (views.mean(axis=1) - self.mean_) @ self.components_.T
+        with np.errstate(over="ignore", invalid="ignore"):
+            projected = (views.mean(axis=1) - self.mean_) @ self.components_.T
+        if not np.all(np.isfinite(projected)):
+            raise ValueError(
+                f"The projections of X (features up to about {np.max(np.abs(views)):.3g}) on the "
+                "fitted directions overflow float64: X is far larger than the views the "
+                "decomposer was fitted on. Bring X to the training views' scale first."
+            )
+        return projected
 
     def score(self, X, y=None):
         """Minus the held-out ICR of ``X`` along the fitted Fisher directions.

@@ -10,6 +10,8 @@ import these instead of copying them:
 
 import numpy as np
 
+from ._utils.validation import check_sigma_grid
+
 __all__ = [
     "SCAN_DEFAULTS",
     "TRACK_DEFAULTS",
@@ -168,4 +170,4 @@ def parse_sigmas(text):
         raise ValueError(f"sigmas must be positive numbers; got {text!r}.")
     if np.unique(sigmas).size != sigmas.size:
         raise ValueError(f"sigmas contains repeated values: {text!r}.")
-    return sigmas
+    return check_sigma_grid(sigmas)  # the range every backbone can run at

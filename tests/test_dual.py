@@ -177,3 +177,84 @@ def test_decomposer_dual_in_sample_score_is_the_in_sample_icr():
     dec = InvariantResidualDecomposer().fit(views)
     assert dec.solver_ == "dual"
     assert -dec.score(views) == pytest.approx(dec.icr_, rel=1e-9)
+
+
+# ------------------------------------------------ one normalisation for the dual form (issue 14)
+@pytest.mark.parametrize("factor", [1e-300, 1e-160, 1e153, 1e300])
+@pytest.mark.parametrize("estimator", [None, "lw"])
+def test_dual_decomposition_is_exact_at_any_magnitude(factor, estimator):
+    from sklearn.covariance import LedoitWolf
+
+    from skicr.metrics import dual_decompose
+
+    estimator = LedoitWolf() if estimator == "lw" else None
+    rng = np.random.default_rng(3)
+    views = rng.normal(size=(8, 1, 60)) + 0.5 * rng.normal(size=(8, 3, 60))
+    reference = dual_decompose(views, covariance_estimator=estimator)
+    scaled = dual_decompose(views * factor, covariance_estimator=estimator)
+    assert scaled.icr == pytest.approx(reference.icr, rel=1e-10)
+    np.testing.assert_allclose(scaled.eigenvalues, reference.eigenvalues, rtol=1e-8, atol=1e-12 * reference.eigenvalues[0])
+    assert scaled.invariant_share == pytest.approx(reference.invariant_share, rel=1e-10)
+    # directions in the features' own units: w^T (factor x) is the same number
+    np.testing.assert_allclose(np.abs(scaled.directions(2) * factor), np.abs(reference.directions(2)),
+                               rtol=1e-7, atol=1e-9)
+    assert icr_score(views * factor, method="dual", covariance_estimator=estimator) == pytest.approx(reference.icr, rel=1e-10)
+
+
+def test_dual_decomposer_warns_where_its_traces_leave_float64_and_stays_exact():
+    from skicr import InvariantResidualDecomposer
+    from skicr.metrics import FeatureScaleWarning
+
+    rng = np.random.default_rng(4)
+    views = rng.normal(size=(8, 1, 60)) + 0.5 * rng.normal(size=(8, 3, 60))
+    reference = InvariantResidualDecomposer().fit(views)
+    for factor, word in ((1e300, "beyond"), (1e-300, "near")):
+        with pytest.warns(FeatureScaleWarning, match=word):
+            fitted = InvariantResidualDecomposer().fit(views * factor)
+        assert fitted.solver_ == "dual"
+        assert fitted.icr_ == pytest.approx(reference.icr_, rel=1e-10)
+        assert fitted.invariant_share_ == pytest.approx(reference.invariant_share_, rel=1e-10)
+        assert fitted.score(views * factor) == pytest.approx(reference.score(views), rel=1e-8)
+        # held-out views in other units: the relative-ridge score is scale-free
+        assert fitted.score(views) == pytest.approx(reference.score(views), rel=1e-8)
+        # the same projections up to each direction's sign (eigh picks it)
+        np.testing.assert_allclose(np.abs(fitted.transform(views * factor)), np.abs(reference.transform(views)),
+                                   rtol=1e-7, atol=1e-9)
+
+
+def test_dual_absolute_ridge_is_in_the_features_units():
+    from skicr.metrics import dual_decompose
+
+    rng = np.random.default_rng(5)
+    views = rng.normal(size=(6, 1, 40)) + 0.5 * rng.normal(size=(6, 3, 40))
+    reference = dual_decompose(views, tau=0.1, tau_mode="absolute")
+    scaled = dual_decompose(views * 1e100, tau=0.1 * 1e200, tau_mode="absolute")
+    assert scaled.icr == pytest.approx(reference.icr, rel=1e-10)
+    assert scaled.tau == pytest.approx(0.1 * 1e200, rel=1e-12)
+    assert icr_score(views * 1e100, tau=1e199, tau_mode="absolute", method="dual") == pytest.approx(
+        icr_score(views, tau=0.1, tau_mode="absolute", method="primal"), rel=1e-8)
+
+
+def test_primal_invariant_share_is_exact_where_the_traces_underflow():
+    import warnings
+
+    from skicr import InvariantResidualDecomposer
+
+    rng = np.random.default_rng(6)
+    views = rng.normal(size=(50, 1, 5)) + 0.5 * rng.normal(size=(50, 3, 5))
+    reference = InvariantResidualDecomposer().fit(views)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tiny = InvariantResidualDecomposer().fit(views * 1e-300)
+    assert tiny.trace_s_ == 0.0  # underflows in the features' units
+    assert tiny.invariant_share_ == pytest.approx(reference.invariant_share_, rel=1e-12)
+
+
+def test_transform_that_overflows_is_a_clear_error():
+    from skicr import InvariantResidualDecomposer
+
+    rng = np.random.default_rng(7)
+    views = rng.normal(size=(8, 1, 60)) + 0.5 * rng.normal(size=(8, 3, 60))
+    fitted = InvariantResidualDecomposer(n_components=2).fit(views * 1e-30)
+    with pytest.raises(ValueError, match="overflow float64"):
+        fitted.transform(views * 1e300)

@@ -2,7 +2,9 @@
 
 Hypothesis draws shapes, dtypes, magnitudes from 1e-300 to 1e300, NaN/inf,
 empty and ragged input, and malformed arguments, and calls ``icr_score``, the
-decomposer (fit / transform / score) and the baselines. Each call must
+decomposer (fit / transform / score, the primal and the dual form), the
+baselines and ``FeatureExtractor``'s input checking (images and noise levels).
+Each call must
 return a finite value in its documented range or raise ``ValueError`` /
 ``TypeError`` (``InvalidParameterError`` is both) with a message, within a
 time bound per example; ``pytest-timeout`` turns a hang into a failure
@@ -21,8 +23,8 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from sklearn.covariance import OAS, EmpiricalCovariance, GraphicalLasso, LedoitWolf, ShrunkCovariance
 
-from skicr import InvariantResidualDecomposer
-from skicr.metrics import alignment, alpha_req, icr_score, lidar, rankme, uniformity
+from skicr import FeatureExtractor, InvariantResidualDecomposer
+from skicr.metrics import alignment, alpha_req, dual_decompose, icr_score, lidar, rankme, uniformity
 
 # a single call on these tiny inputs takes milliseconds; seconds mean a hang
 SECONDS_PER_CALL = 5.0
@@ -283,3 +285,155 @@ def test_constant_data_is_one_clear_error_whatever_the_constant(constant, shape)
         icr_score(views)
     with pytest.raises(ValueError, match="constant"):
         InvariantResidualDecomposer().fit(views[:, :, :4])
+
+
+# -------------------------------------------------------- the dual (Gram) form
+STREAMING = [None, EmpiricalCovariance(), ShrunkCovariance(shrinkage=0.3), LedoitWolf(), OAS()]
+
+
+@st.composite
+def wide_views(draw):
+    """Well-formed views wider than their residual rows (the decomposer's dual form)."""
+    n = draw(st.integers(2, 8))
+    v = draw(st.integers(2, 4))
+    d = draw(st.integers(n * (v - 1) + 1, 4 * n * v))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["signal", "low_rank", "offset"]))
+    if kind == "signal":
+        views = rng.normal(size=(n, 1, d)) + draw(st.floats(0.05, 3)) * rng.standard_t(4, size=(n, v, d))
+    elif kind == "low_rank":
+        views = rng.normal(size=(n, v, 1)) * rng.normal(size=(1, 1, d)) + 0.01 * rng.normal(size=(n, v, d))
+    else:
+        views = 1e6 + rng.normal(size=(n, v, d))
+    return views
+
+
+@settings(FUZZ, max_examples=60)
+@given(views=wide_views(), test=wide_views(), train_exponent=st.integers(-300, 300),
+       test_exponent=st.integers(-300, 300), estimator=st.sampled_from(STREAMING),
+       tau_mode=st.sampled_from(["relative", "absolute"]))
+def test_dual_form_at_extreme_magnitudes(views, test, train_exponent, test_exponent, estimator, tau_mode):
+    """method="dual" and the dual decomposer: no NaN, no ZeroDivisionError, the scale-free answer."""
+    with np.errstate(over="ignore", under="ignore"):
+        scaled = views * 10.0**train_exponent
+    assume(np.isfinite(scaled).all() and np.all(scaled[views != 0] != 0))
+    # the reference at unit scale; an absolute ridge is scaled with the data (ICR is invariant then)
+    tau = 1e-3
+    assume(tau_mode == "relative" or abs(train_exponent) < 150)  # tau * 10**(2 e) representable
+    scaled_tau = tau * 10.0 ** (2 * train_exponent) if tau_mode == "absolute" else tau
+    reference = _icr_quiet(views, covariance_estimator=estimator, tau=tau, tau_mode=tau_mode, method="dual")
+    value = _icr_quiet(scaled, covariance_estimator=estimator, tau=scaled_tau, tau_mode=tau_mode, method="dual")
+    _check_icr(value)
+    assert value == pytest.approx(reference, rel=1e-6)
+    result = _call(dual_decompose, scaled, tau=scaled_tau, tau_mode=tau_mode, covariance_estimator=estimator)
+    assert result is not None
+    assert result.icr == pytest.approx(reference, rel=1e-6)
+    assert np.all(np.isfinite(result.eigenvalues)) and np.all(result.eigenvalues >= 0)
+    decomposer = InvariantResidualDecomposer(covariance_estimator=estimator, tau=scaled_tau, tau_mode=tau_mode,
+                                             n_components=3)
+    assert _call(decomposer.fit, scaled) is not None
+    assert decomposer.solver_ == "dual"
+    assert decomposer.icr_ == pytest.approx(reference, rel=1e-6)
+    assert 0.0 <= decomposer.invariant_share_ <= 1.0
+    assert np.all(np.isfinite(decomposer.components_))
+    with np.errstate(over="ignore", under="ignore"):
+        test = test[:, : views.shape[1], : views.shape[2]] * 10.0**test_exponent
+    if test.shape[1:] != views.shape[1:] or not np.isfinite(test).all():
+        test = scaled[::-1] * 2.0**-30  # the same layout, in other units
+    for data in (scaled, test):
+        projected = _call(decomposer.transform, data)
+        assert projected is not None or data is test  # far larger than the training views: refused
+        assert projected is None or np.all(np.isfinite(projected))
+        score = _call(decomposer.score, data)
+        assert score is not None
+        assert np.isfinite(score) and -1.0 <= score < 0.0, score
+    # the held-out score is scale-free in the held-out views too (relative ridge)
+    if tau_mode == "relative":
+        assert _call(decomposer.score, scaled * 2.0**-40) == pytest.approx(decomposer.score(scaled), rel=1e-6)
+
+
+@pytest.mark.parametrize("constant", [0.0, 1.0, -3.7, 1e300, 1e-300])
+def test_constant_data_in_the_dual_decomposer_is_one_clear_error(constant):
+    with pytest.raises(ValueError, match="constant"):
+        InvariantResidualDecomposer().fit(np.full((3, 3, 40), constant))
+
+
+# ------------------------------------------------- FeatureExtractor input checks
+@pytest.fixture(scope="module")
+def tiny_net():
+    from skicr.extraction._testing import tiny_unet2d
+
+    return tiny_unet2d()  # 3 channels, 16 x 16
+
+
+@st.composite
+def image_inputs(draw):
+    """Arrays near the image layouts: any shape, dtype, magnitude, maybe NaN/inf or empty."""
+    ndim = draw(st.sampled_from([0, 1, 2, 3, 4, 4, 4, 4, 5]))
+    shape = []
+    for axis in range(ndim):
+        if ndim == 4 and axis == 1:
+            shape.append(draw(st.sampled_from([3, 3, 3, 1, 4])))
+        elif ndim == 4 and axis >= 2:
+            shape.append(draw(st.sampled_from([16, 16, 8, 1, 2])))
+        else:
+            shape.append(draw(st.integers(0, 4)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    values = rng.random(shape)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        if draw(st.integers(0, 2)) == 0:  # often out of range: any magnitude, any sign
+            values = values * draw(magnitudes())
+        if values.size and draw(st.integers(0, 5)) == 0:
+            values.reshape(-1)[rng.integers(values.size)] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        dtype = draw(st.sampled_from([np.float32] * 4 + [np.float64, np.float16, np.uint8, np.int64, bool,
+                                                          complex, object]))
+        if dtype is np.uint8:
+            values = (np.nan_to_num(values) * 255).clip(0, 255)
+        values = values.astype(dtype)
+    if draw(st.integers(0, 3)) == 0:
+        import torch
+
+        if values.dtype.kind in "fiub" and values.dtype != np.float16:
+            values = torch.from_numpy(np.ascontiguousarray(values))
+    return values
+
+
+def malformed_images():
+    """Image inputs that are not arrays of images at all."""
+    return st.one_of(
+        st.just([[[[0.5] * 16] * 16] * 3, [[[0.5] * 16] * 16] * 2]),  # ragged
+        st.just([[0.1, 0.2], [0.3]]),
+        st.just([]),
+        st.just("images.png"),
+        st.just(None),
+        st.just(0.5),
+        st.just({"images": np.zeros((2, 3, 16, 16))}),
+    )
+
+
+def _check_features(features, n_images, n_views):
+    if features is not None:
+        assert features.shape[0] == n_images and features.shape[1] % n_views == 0, features.shape
+        assert np.all(np.isfinite(features))
+
+
+@settings(FUZZ, max_examples=80)
+@given(images=st.one_of(image_inputs(), malformed_images()), n_views=st.sampled_from([1, 2]),
+       pooling=st.sampled_from(["mean", "flatten"]))
+def test_feature_extractor_input_is_features_or_a_clear_error(tiny_net, images, n_views, pooling):
+    extractor = FeatureExtractor(tiny_net, n_views=n_views, pooling=pooling, batch_size=2, random_state=0)
+    features = _call(extractor.fit_transform, images)
+    n_images = getattr(images, "shape", (0,))[0] if features is not None else 0
+    _check_features(features, n_images, n_views)
+    if features is not None:  # fitted: transform reads the same input the same way
+        np.testing.assert_array_equal(_call(extractor.transform, images), features)
+
+
+@settings(FUZZ, max_examples=60)
+@given(sigma=st.one_of(magnitudes().map(abs), st.sampled_from([0.0, -1.0, np.nan, np.inf, 1e-18, 1e18, "0.1"])),
+       n_views=st.sampled_from([1, 2, 0, -1, 2.5]), batch_size=st.sampled_from([1, 3, 0, None]))
+def test_feature_extractor_parameters_are_features_or_a_clear_error(tiny_net, sigma, n_views, batch_size):
+    images = np.random.default_rng(0).random((3, 3, 16, 16), dtype=np.float32)
+    extractor = FeatureExtractor(tiny_net, sigma=sigma, n_views=n_views, batch_size=batch_size, random_state=0)
+    features = _call(extractor.fit_transform, images)
+    _check_features(features, 3, n_views if isinstance(n_views, int) and n_views > 0 else 1)

@@ -6,7 +6,9 @@ import numpy as np
 from sklearn.utils._param_validation import InvalidParameterError
 
 __all__ = [
+    "SIGMA_RANGE",
     "check_int",
+    "check_sigma",
     "check_sigma_grid",
     "check_layer_names",
     "check_layer_list",
@@ -36,6 +38,58 @@ def check_int(name, value, minimum):
     return int(value)
 
 
+#: The noise levels every backbone can run at: within it ``sigma**2`` is a normal
+#: float32 number (about 1.2e-38 to 3.4e38), so the coefficients torch computes in
+#: float32 (``c_in``, ``c_out``, ``sqrt(abar)``...) stay finite and non-zero. At
+#: either end the image or the noise is far below float32's resolution anyway.
+SIGMA_RANGE = (1e-18, 1e18)
+
+
+def _range_message(name, got):
+    low, high = SIGMA_RANGE
+    return (
+        f"{name} must lie in [{low:g}, {high:g}] (noise std relative to data in [-1, 1]; "
+        f"beyond that range float32 computations of sigma**2 overflow or underflow); "
+        f"got {got}."
+    )
+
+
+def check_sigma(sigma, *, name="sigma", allow_zero=False):
+    """One noise level as a float, refusing what no backbone can run at.
+
+    Parameters
+    ----------
+    sigma : float
+        The noise level.
+    name : str, default="sigma"
+        The parameter's name in the error message.
+    allow_zero : bool, default=False
+        Accept ``sigma == 0`` (no noise), where the caller's math allows it.
+
+    Returns
+    -------
+    sigma : float
+
+    Raises
+    ------
+    ValueError
+        When ``sigma`` is not a number, not finite, negative, or outside
+        :data:`SIGMA_RANGE` (zero aside when ``allow_zero``).
+    """
+    try:
+        value = float(sigma)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number; got {sigma!r}.") from None
+    if allow_zero and value == 0:
+        return 0.0
+    if not np.isfinite(value) or value <= 0:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}; got {sigma!r}.")
+    if not SIGMA_RANGE[0] <= value <= SIGMA_RANGE[1]:
+        raise ValueError(_range_message(name, repr(value)))
+    return value
+
+
 def check_sigma_grid(sigmas):
     """The sigma grid as a 1-D float array: finite, positive, distinct, not empty.
 
@@ -63,6 +117,9 @@ def check_sigma_grid(sigmas):
     if np.any(grid <= 0):
         bad = grid[grid <= 0].tolist()
         raise ValueError(f"sigmas must be positive (noise std); got {bad}.")
+    outside = grid[(grid < SIGMA_RANGE[0]) | (grid > SIGMA_RANGE[1])]
+    if outside.size:
+        raise ValueError(_range_message("sigmas", outside.tolist()))
     if np.unique(grid).size != grid.size:
         raise ValueError(f"sigmas contains repeated values: {grid.tolist()}.")
     return grid

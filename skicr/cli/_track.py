@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .._utils.plotting import cli_pyplot, save_figure
+from .._utils.validation import check_sigma
 from ..recipes import TRACK_DEFAULTS
 from ._common import (
     CLIError,
     ReportWriter,
     apply_thread_default,
+    argument_type,
     check_device,
     check_out_dir,
     default_out_dir,
@@ -88,7 +90,7 @@ def add_track_parser(subparsers):
                         metavar=("C0", "C1"), help="SmallUNet channels at full and half resolution")
     parser.add_argument("--mid-channels", type=int_at_least(1), default=d["mid_channels"],
                         help="SmallUNet bottleneck channels")
-    parser.add_argument("--sigma", type=_positive_float, default=d["sigma"],
+    parser.add_argument("--sigma", type=argument_type(check_sigma), default=d["sigma"],
                         help="noise level of the views ICR is measured on")
     parser.add_argument("--layer", default=d["layer"],
                         help="layer measured (default: the bottleneck 'mid')")

@@ -188,6 +188,18 @@ class _LayerCapture:
         return captured
 
 
+def _finite(features, layer, backbone, spec):
+    """The layer's output, refused when the network produced NaN or infinite values."""
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError(
+            f"{type(backbone.module).__name__} produced NaN or infinite features at layer "
+            f"{layer!r} with sigma={spec.sigma:g}: the network overflowed on these views "
+            "(an unscaled network sees inputs of std about sigma; try a smaller sigma or an "
+            "adapter that scales the input, such as EDMBackbone)."
+        )
+    return features
+
+
 def _pool(features, pooling, n_rows):
     if callable(pooling):
         pooled = pooling(features)
@@ -331,8 +343,8 @@ def iter_view_chunks(backbone, batches, layers, spec, *, indices=None, stop=None
             n_rows = (stop_ - start) * spec.n_views
             # pool in float32 (bfloat16 sums over many positions lose digits)
             yield start, stop_, {
-                name: _pool(outputs[name].float(), spec.pooling, n_rows).float()
-                .reshape(stop_ - start, spec.n_views, -1).cpu().numpy()
+                name: _pool(_finite(outputs[name], name, backbone, spec).float(), spec.pooling,
+                            n_rows).float().reshape(stop_ - start, spec.n_views, -1).cpu().numpy()
                 for name in layers
             }
 

@@ -7,13 +7,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._utils.images import check_images
 from .._utils.serialization import ModuleArchive
-from .._utils.validation import check_layer_list, check_torch_device
+from .._utils.validation import SIGMA_RANGE, check_layer_list, check_torch_device
 from ..views import ViewArray, view_feature_names
 from ._engine import ViewSpec, extract_views
 from .backbones import Backbone, as_backbone
@@ -67,7 +67,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         adapter's default (``mid_block`` for a diffusers U-Net, the middle
         transformer block for DiT, ``mid`` for skicr's denoiser).
     sigma : float, default=0.2
-        VE noise std relative to images in [-1, 1].
+        VE noise std relative to images in [-1, 1]: 0, or in ``[1e-18, 1e18]``
+        (beyond it ``sigma**2`` leaves float32's range).
     n_views : int, default=4
         Views per image.
     augment : "default", None, ViewAugmentation or callable, default="default"
@@ -138,7 +139,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     _parameter_constraints = {
         "backbone": [nn.Module, Backbone, str, os.PathLike],
         "layer": [str, None],
-        "sigma": [Interval(Real, 0, None, closed="left")],
+        # 0 (no noise) or a level every backbone can run at (float32-safe sigma**2)
+        "sigma": [Interval(Real, *SIGMA_RANGE, closed="both"), Options(Real, {0.0})],
         "n_views": [Interval(Integral, 1, None, closed="left")],
         "augment": [StrOptions({"default"}), callable, None],
         "pooling": [StrOptions({"auto", "mean", "flatten"}), callable],

@@ -20,6 +20,8 @@ import warnings
 
 import numpy as np
 
+from .._utils.validation import check_sigma
+
 __all__ = [
     "edm_input_scaling",
     "edm_c_noise_to_sigma",
@@ -37,11 +39,7 @@ FLOW_TIME_CONVENTIONS = ("noise_at_one", "data_at_one")
 
 
 def _check_sigma(sigma, *, positive=False):
-    sigma = float(sigma)
-    if not np.isfinite(sigma) or sigma < 0 or (positive and sigma == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"sigma must be a finite number {bound}; got {sigma!r}.")
-    return sigma
+    return check_sigma(sigma, allow_zero=not positive)
 
 
 # --------------------------------------------------------------------- EDM / VE
@@ -68,7 +66,7 @@ def edm_input_scaling(sigma, sigma_data=0.5):
         ``log(sigma) / 4``.
     """
     sigma = _check_sigma(sigma, positive=True)
-    c_in = 1.0 / np.sqrt(sigma**2 + sigma_data**2)
+    c_in = 1.0 / np.hypot(sigma, sigma_data)  # hypot: no overflow of sigma**2
     c_noise = np.log(sigma) / 4.0
     return float(c_in), float(c_noise)
 
@@ -179,7 +177,7 @@ def vp_input_scale(sigma):
     scale : float
     """
     sigma = _check_sigma(sigma)
-    return float(1.0 / np.sqrt(1.0 + sigma**2))
+    return float(1.0 / np.hypot(1.0, sigma))
 
 
 # ----------------------------------------------------------------- flow / rectified

@@ -14,6 +14,15 @@ nothing of size ``d x d`` is ever formed. The shrinkage coefficients need
 ``||S||_F^2 = ||X X^T||_F^2 / n^2`` and ``sum_k ||x_k||^4 = sum diag(X X^T)^2``,
 also Gram quantities.
 
+Scale: Gram entries are squares of the features and the shrinkage terms
+their fourth powers, which leave float64's range long before the features
+do. Every entry point of this module therefore reads the views through one
+normalisation (:class:`_Normalisation`): the primal path's exact power-of-two
+scale (:func:`~skicr.metrics.data_scale`, kept at 1 for data of safe
+magnitude) and a common offset removed (ICR is invariant to both; constant
+data then gives exact zeros). Everything computed in the span is in those
+units; the attributes in the features' own units are converted back.
+
 The Gram matrices are accumulated over column (feature) chunks of the views
 (``gram_blocks``): each chunk's contrast rows and centred means are built
 in float64, stacked, and added to one ``(n_r + N) x (n_r + N)`` Gram with a
@@ -30,7 +39,7 @@ from scipy.linalg import blas
 
 from ._covariance import is_streaming_estimator, shrinkage_coefficient
 from ._spectrum import singular_ridge, tau_from_trace
-from ._statistics import residual_contrast_rows
+from ._statistics import _working_scale, data_scale, residual_contrast_rows
 
 __all__ = [
     "DualDecomposition", "dual_decompose", "dual_heldout_icr", "dual_mean_invariant_snr",
@@ -41,6 +50,8 @@ __all__ = [
 EIGENSPACE_RTOL = 1e-8
 # held-out SNR of a direction with invariant variance and no residual at all
 _JITTER = 1e-10
+# an absolute ridge in normalised units is capped here (the primal path's cap)
+_LARGEST_RIDGE = 1e300
 
 # float64 bytes of one column chunk of the stacked contrast rows and means;
 # large enough that each rank-k update runs at GEMM speed, small next to
@@ -52,12 +63,54 @@ def _chunk_width(n_stacked, d, chunk_bytes):
     return int(min(d, max(64, chunk_bytes // (8 * n_stacked))))
 
 
-def _stacked_chunks(views, width):
-    """Column chunks ``(start, [R; M])`` of the contrast rows and centred means, float64."""
+@dataclass(frozen=True, eq=False)
+class _Normalisation:
+    """How the dual form reads views: ``(x - offset) / scale``, column chunk by chunk.
+
+    ``scale`` is the primal path's power of two (exact; 1 for data of safe
+    magnitude) and ``offset`` the first view of the first image: contrast rows
+    and centred means do not change under a common offset, but constant data
+    then gives exact zeros instead of round-off.
+    """
+
+    scale: float
+    offset: np.ndarray  # (d,), already divided by scale
+
+    @classmethod
+    def of(cls, views):
+        scale = _working_scale(data_scale(views))
+        return cls(scale, np.asarray(views[0, 0], dtype=np.float64) * (1.0 / scale))
+
+    def apply(self, chunk, start):
+        """The float64 chunk ``views[:, :, start:start + w]`` in normalised units."""
+        chunk = np.asarray(chunk, dtype=np.float64)
+        if self.scale != 1.0:
+            chunk = chunk * (1.0 / self.scale)  # a float64 copy existed anyway
+        return chunk - self.offset[start:start + chunk.shape[2]]
+
+    def ridge(self, tau_abs):
+        """An absolute ridge (features' units squared) in normalised units."""
+        with np.errstate(over="ignore", under="ignore"):
+            return float(min(tau_abs / np.float64(self.scale) ** 2, _LARGEST_RIDGE))
+
+    def squared(self, value):
+        """A normalised second moment (trace, ridge) back in the features' units squared."""
+        with np.errstate(over="ignore", under="ignore"):
+            return float(value * np.float64(self.scale) ** 2)
+
+
+def _normalised_ridge(normalisation, trace_xi, d, tau, tau_mode):
+    """The ridge in normalised units: relative to the (normalised) trace, or absolute, converted."""
+    tau_abs = tau_from_trace(trace_xi, d, tau, tau_mode)  # validates tau and tau_mode
+    return normalisation.ridge(tau_abs) if tau_mode == "absolute" else tau_abs
+
+
+def _stacked_chunks(views, width, normalisation):
+    """Column chunks ``(start, [R; M])`` of the contrast rows and centred means, float64, normalised."""
     n_images, n_views, d = views.shape
     n_rows = n_images * (n_views - 1)
     for start in range(0, d, width):
-        chunk = np.asarray(views[:, :, start:start + width], dtype=np.float64)
+        chunk = normalisation.apply(views[:, :, start:start + width], start)
         block = np.empty((n_rows + n_images, chunk.shape[2]), dtype=np.float64)
         block[:n_rows] = residual_contrast_rows(chunk)
         means = chunk.mean(axis=1)
@@ -72,12 +125,12 @@ def _symmetric_rank_k(gram, block):
     return blas.dsyrk(1.0, block.T, beta=1.0, c=gram, trans=1, lower=1, overwrite_c=1)
 
 
-def _stacked_gram(views, chunk_bytes=CHUNK_BYTES):
-    """``T T^T`` of the stacked rows ``T = [R; M]``, built over column chunks."""
+def _stacked_gram(views, normalisation, chunk_bytes=CHUNK_BYTES):
+    """``T T^T`` of the stacked rows ``T = [R; M]`` (normalised), built over column chunks."""
     n_images, n_views, d = views.shape
     n_stacked = n_images * n_views
     gram = np.zeros((n_stacked, n_stacked), dtype=np.float64, order="F")
-    for _, block in _stacked_chunks(views, _chunk_width(n_stacked, d, chunk_bytes)):
+    for _, block in _stacked_chunks(views, _chunk_width(n_stacked, d, chunk_bytes), normalisation):
         gram = _symmetric_rank_k(gram, block)
     # syrk filled the lower triangle only
     gram = np.tril(gram)
@@ -106,10 +159,15 @@ def gram_blocks(views, chunk_bytes=CHUNK_BYTES):
         ``R M^T``.
     gram_m : ndarray of shape (n_images, n_images)
         ``M M^T``.
+
+    Notes
+    -----
+    In the features' own units (no normalisation), as the name promises; the
+    dual solvers build their Grams from normalised views instead.
     """
     n_images, n_views, _ = views.shape
     n_rows = n_images * (n_views - 1)
-    gram = _stacked_gram(views, chunk_bytes)
+    gram = _stacked_gram(views, _Normalisation(1.0, np.zeros(views.shape[2])), chunk_bytes)
     return gram[:n_rows, :n_rows].copy(), gram[:n_rows, n_rows:].copy(), gram[n_rows:, n_rows:].copy()
 
 
@@ -149,7 +207,8 @@ def dual_mean_invariant_snr(views, tau_abs=None, *, tau=1e-3, tau_mode="relative
     views : ndarray of shape (n_images, n_views, n_features)
         Validated grouped views.
     tau_abs : float or None, default=None
-        Absolute ridge; when None it follows ``tau`` and ``tau_mode``.
+        Absolute ridge (in the features' units squared); when None it follows
+        ``tau`` and ``tau_mode``.
     tau : float, default=1e-3
     tau_mode : {"relative", "absolute"}, default="relative"
     covariance_estimator : None or EmpiricalCovariance, ShrunkCovariance, LedoitWolf, OAS
@@ -175,9 +234,11 @@ def dual_mean_invariant_snr(views, tau_abs=None, *, tau=1e-3, tau_mode="relative
             f"The dual (Gram) form supports None, EmpiricalCovariance, ShrunkCovariance, "
             f"LedoitWolf and OAS; got {type(covariance_estimator).__name__}."
         )
-    n_images, _, d = views.shape
-    gram_r, cross, gram_m = gram_blocks(views)
-    n_rows = gram_r.shape[0]
+    n_images, n_views, d = views.shape
+    n_rows = n_images * (n_views - 1)
+    normalisation = _Normalisation.of(views)
+    gram = _stacked_gram(views, normalisation)
+    gram_r, cross, gram_m = gram[:n_rows, :n_rows], gram[:n_rows, n_rows:], gram[n_rows:, n_rows:]
     a_x, b_x, norm_r2, _ = _shrunk_form(
         covariance_estimator, gram_r, n_rows, d, n_rows, rows_per_group=views.shape[1] - 1,
     )
@@ -185,7 +246,9 @@ def dual_mean_invariant_snr(views, tau_abs=None, *, tau=1e-3, tau_mode="relative
     trace_xi = a_x * norm_r2 + d * b_x
     trace_s = a_s * norm_m2 + d * b_s
     if tau_abs is None:
-        tau_abs = tau_from_trace(trace_xi, d, tau, tau_mode)
+        tau_abs = _normalised_ridge(normalisation, trace_xi, d, tau, tau_mode)
+    else:
+        tau_abs = normalisation.ridge(tau_from_trace(trace_xi, d, tau_abs, "absolute"))
     c = b_x + tau_abs
     if not c > np.finfo(np.float64).eps * max(trace_xi, trace_s) / d:
         c = b_x + tau_abs + singular_ridge(trace_xi, trace_s, d, tau_abs)
@@ -231,13 +294,21 @@ class DualDecomposition:
     complement_eigenvalue : float
         ``b_s / c``, the eigenvalue of every direction outside the span.
     complement_scale : float
-        ``c``: ``Sigma_xi + tau I`` is ``c I`` outside the span.
+        ``c``: ``Sigma_xi + tau I`` is ``c I`` outside the span (in the
+        normalised units, like ``coefficients`` and ``span_vectors``).
     eigenvalues : ndarray of shape (d,)
         All ``d`` eigenvalues, descending.
     tau, mean_snr, icr, trace_s, trace_xi, shrinkage_s, shrinkage_xi : float
-        As for the primal decomposition.
+        As for the primal decomposition (``tau`` and the traces in the
+        features' units squared).
     mean : ndarray of shape (d,)
         Mean of the image means.
+    normalisation : _Normalisation
+        How the training views were read (scale and offset); held-out views
+        are read against the same span through it.
+    scaled_traces : tuple of float
+        ``(trace_s, trace_xi)`` in the normalised units (never over- or
+        underflowing).
     """
 
     views: np.ndarray
@@ -255,6 +326,14 @@ class DualDecomposition:
     shrinkage_s: float
     shrinkage_xi: float
     mean: np.ndarray
+    normalisation: _Normalisation
+    scaled_traces: tuple
+
+    @property
+    def invariant_share(self):
+        """``trace_s / (trace_s + trace_xi)``, from the normalised traces (exact at any magnitude)."""
+        trace_s, trace_xi = self.scaled_traces
+        return trace_s / (trace_s + trace_xi) if trace_s + trace_xi > 0 else 0.0
 
     @property
     def rank(self):
@@ -285,9 +364,10 @@ class DualDecomposition:
         out = np.empty((k, self.n_features))
         n_stacked = self.coefficients.shape[0]
         width = _chunk_width(n_stacked, self.n_features, chunk_bytes or CHUNK_BYTES)
-        for start, block in _stacked_chunks(self.views, width):
+        for start, block in _stacked_chunks(self.views, width, self.normalisation):
             out[:, start:start + block.shape[1]] = weights.T @ block
-        return out
+        with np.errstate(over="ignore", under="ignore"):
+            return out / self.normalisation.scale  # w^T x = (w scale)^T (x / scale)
 
 
 def _basis_coefficients(gram):
@@ -330,7 +410,8 @@ def dual_decompose(views, *, tau=1e-3, tau_mode="relative", covariance_estimator
         )
     n_images, n_views, d = views.shape
     n_rows = n_images * (n_views - 1)
-    gram = _stacked_gram(views, chunk_bytes)
+    normalisation = _Normalisation.of(views)
+    gram = _stacked_gram(views, normalisation, chunk_bytes)
     a_x, b_x, norm_r2, shrinkage_xi = _shrunk_form(
         covariance_estimator, gram[:n_rows, :n_rows], n_rows, d, n_rows, rows_per_group=views.shape[1] - 1,
     )
@@ -339,7 +420,7 @@ def dual_decompose(views, *, tau=1e-3, tau_mode="relative", covariance_estimator
     )
     trace_xi = a_x * norm_r2 + d * b_x
     trace_s = a_s * norm_m2 + d * b_s
-    tau_abs = tau_from_trace(trace_xi, d, tau, tau_mode)
+    tau_abs = _normalised_ridge(normalisation, trace_xi, d, tau, tau_mode)
     c = b_x + tau_abs
     if not c > np.finfo(np.float64).eps * max(trace_xi, trace_s) / d:
         c = b_x + tau_abs + singular_ridge(trace_xi, trace_s, d, tau_abs)
@@ -365,15 +446,29 @@ def dual_decompose(views, *, tau=1e-3, tau_mode="relative", covariance_estimator
         complement_eigenvalue=float(complement),
         complement_scale=float(c),
         eigenvalues=eigenvalues,
-        tau=float(tau_abs),
+        tau=normalisation.squared(tau_abs),
         mean_snr=mean_snr,
         icr=float(1.0 / (1.0 + mean_snr)),
-        trace_s=float(trace_s),
-        trace_xi=float(trace_xi),
+        trace_s=normalisation.squared(trace_s),
+        trace_xi=normalisation.squared(trace_xi),
         shrinkage_s=shrinkage_s,
         shrinkage_xi=shrinkage_xi,
-        mean=views.mean(axis=(0, 1), dtype=np.float64),
+        mean=_mean_view(views, normalisation, chunk_bytes),
+        normalisation=normalisation,
+        scaled_traces=(float(trace_s), float(trace_xi)),
     )
+
+
+def _mean_view(views, normalisation, chunk_bytes):
+    """Mean of all views, feature by feature, without overflowing a float64 sum."""
+    n_images, n_views, d = views.shape
+    mean = np.empty(d)
+    width = _chunk_width(n_images * n_views, d, chunk_bytes)
+    for start in range(0, d, width):
+        chunk = normalisation.apply(views[:, :, start:start + width], start)
+        mean[start:start + chunk.shape[2]] = chunk.mean(axis=(0, 1)) + normalisation.offset[start:start + width]
+    with np.errstate(over="ignore", under="ignore"):
+        return mean * normalisation.scale
 
 
 def eigenspace_groups(eigenvalues, rtol=EIGENSPACE_RTOL):
@@ -446,14 +541,20 @@ def dual_heldout_icr(decomposition, views, *, tau=1e-3, tau_mode="relative", chu
     cross = np.zeros((n_stacked, n_training))
     norms = np.zeros(n_stacked)
     width = _chunk_width(n_stacked + n_training, d, chunk_bytes)
-    for (start, block), (_, train_block) in zip(_stacked_chunks(views, width), _stacked_chunks(training, width)):
+    # held-out views in their own power-of-two units: each of the scores below is a
+    # ratio of two of their second moments, so one common factor cancels (the ridge
+    # is converted to match); the training rows keep the fit's units
+    normalisation = _Normalisation.of(views)
+    chunks = zip(_stacked_chunks(views, width, normalisation),
+                 _stacked_chunks(training, width, decomposition.normalisation))
+    for (start, block), (_, train_block) in chunks:
         cross += block @ train_block.T
         norms += np.einsum("ij,ij->i", block, block)
     coordinates = cross @ decomposition.coefficients
     del cross
     y_r, y_m = coordinates[:n_rows], coordinates[n_rows:]
     norm_r2, norm_m2 = float(norms[:n_rows].sum()), float(norms[n_rows:].sum())
-    tau_abs = tau_from_trace(norm_r2 / n_rows, d, tau, tau_mode)
+    tau_abs = _normalised_ridge(normalisation, norm_r2 / n_rows, d, tau, tau_mode)
     vectors = decomposition.span_vectors  # directions w_i = Q a_i
     signal = np.sum((y_m @ vectors) ** 2, axis=0) / (n_images - 1)
     noise = np.sum((y_r @ vectors) ** 2, axis=0) / n_rows + tau_abs * np.sum(vectors**2, axis=0)

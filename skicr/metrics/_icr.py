@@ -143,6 +143,9 @@ class Decomposition:
         covariances, ``tau`` and directions converted back (covariances of
         features beyond about ``1e154`` overflow to inf, those under about
         ``1e-146`` lose precision; ICR and the spectrum never do).
+    scaled_traces : tuple of float or None
+        ``(tr Sigma_s, tr Sigma_xi)`` in units of ``scale**2``, where they
+        neither overflow nor underflow; the invariant share is read from them.
 
     Examples
     --------
@@ -167,6 +170,7 @@ class Decomposition:
     shrinkage_s: float
     shrinkage_xi: float
     scale: float = 1.0
+    scaled_traces: tuple = None
 
     # the traces every consumer reports (decomposer, monitor), computed in one place
     @property
@@ -186,9 +190,14 @@ class Decomposition:
 
     @property
     def invariant_share(self):
-        """``trace_s / expansion``, the invariant part's share (float; 0 when both traces are 0)."""
-        expansion = self.expansion
-        return self.trace_s / expansion if expansion > 0 else 0.0
+        """``trace_s / expansion``, the invariant part's share (float; 0 when both traces are 0).
+
+        Scale-free, so read from the normalised traces: exact at magnitudes
+        where the traces in the features' units over- or underflow.
+        """
+        trace_s, trace_xi = self.scaled_traces or (self.trace_s, self.trace_xi)
+        expansion = trace_s + trace_xi
+        return trace_s / expansion if expansion > 0 else 0.0
 
 
 @validate_params(
@@ -270,6 +279,7 @@ def decompose(
         shrinkage_s=info["shrinkage_s"],
         shrinkage_xi=info["shrinkage_xi"],
         scale=scale,
+        scaled_traces=(float(np.trace(cov_s)), float(np.trace(cov_xi))),
     )
 
 
@@ -413,15 +423,10 @@ def icr_score(
             "ShrunkCovariance, LedoitWolf, OAS)."
         )
     if method == "dual" or (method == "auto" and dual_possible and d > n_images * n_views_):
-        # the primal path normalises inside GroupedViewStatistics; the dual one
-        # gets the same exact power-of-two scaling here, and a common offset
-        # removed (ICR is invariant to both) so constant data gives exact zeros
-        scale = data_scale(views)
-        normalised = views * (1.0 / scale)
-        normalised -= normalised[:1, :1].copy()
-        tau_n = _normalised_tau(np.zeros((1, 1)), tau, tau_mode, scale) if tau_mode == "absolute" else None
+        # the dual form normalises its views itself (the primal path's power-of-two
+        # scale, inside skicr.metrics._dual), as GroupedViewStatistics does for the primal
         snr = dual_mean_invariant_snr(
-            normalised, tau_n, tau=tau, tau_mode=tau_mode, covariance_estimator=covariance_estimator,
+            views, tau=tau, tau_mode=tau_mode, covariance_estimator=covariance_estimator,
         )
         return icr_from_eigenvalues([snr])
     stats = accumulate(views)

@@ -17,6 +17,8 @@ of ``F`` against its effective target (about 1 at initialisation, F = 0).
 import torch
 from torch import nn
 
+from .._utils.validation import check_sigma
+
 __all__ = [
     "SIGMA_DATA",
     "P_MEAN",
@@ -34,8 +36,24 @@ P_MEAN = -1.2
 P_STD = 1.2
 
 
+def _check_sigma_values(sigma):
+    """Refuse noise levels outside :data:`SIGMA_RANGE`, before a float32 cast hides them.
+
+    In float32, ``1e300`` would become ``inf`` and ``1e-300`` zero; the values are
+    read in float64 (a NaN anywhere makes the minimum NaN, which is refused).
+    """
+    if torch.is_tensor(sigma):
+        values = sigma.detach().to("cpu", torch.float64).reshape(-1)  # MPS has no float64
+    else:
+        values = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)
+    if values.numel():
+        for value in (float(values.min()), float(values.max())):
+            check_sigma(value)
+
+
 def _as_sigma(sigma, batch, like):
-    """sigma as a float tensor of shape (batch,), checked positive and finite."""
+    """sigma as a float tensor of shape (batch,), checked positive, finite and in range."""
+    _check_sigma_values(sigma)
     sigma = torch.as_tensor(sigma, dtype=like.dtype, device=like.device)
     if sigma.ndim == 0:
         sigma = sigma.expand(batch)
@@ -45,8 +63,6 @@ def _as_sigma(sigma, batch, like):
             f"sigma must be a scalar or have one value per image ({batch}); "
             f"got shape {tuple(sigma.shape)}."
         )
-    if not torch.all(torch.isfinite(sigma)) or not torch.all(sigma > 0):
-        raise ValueError("sigma must be finite and > 0.")
     return sigma
 
 
@@ -56,7 +72,8 @@ def edm_preconditioning(sigma, sigma_data=SIGMA_DATA):
     Parameters
     ----------
     sigma : float or torch.Tensor
-        Noise std (VE, data in [-1, 1]); > 0.
+        Noise std (VE, data in [-1, 1]), in ``[1e-18, 1e18]`` (beyond it
+        ``sigma**2`` leaves float32's range).
     sigma_data : float, default=0.5
         Assumed std of the data.
 
@@ -72,9 +89,8 @@ def edm_preconditioning(sigma, sigma_data=SIGMA_DATA):
     >>> round(float(c_skip), 4), round(float(c_in), 4)
     (0.5, 1.4142)
     """
+    _check_sigma_values(sigma)
     sigma = torch.as_tensor(sigma, dtype=torch.get_default_dtype())
-    if not torch.all(torch.isfinite(sigma)) or not torch.all(sigma > 0):
-        raise ValueError("sigma must be finite and > 0.")
     total = sigma**2 + sigma_data**2
     c_skip = sigma_data**2 / total
     c_out = sigma * sigma_data / total.sqrt()
