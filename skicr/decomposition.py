@@ -18,6 +18,7 @@ from .metrics import (
     dual_decompose,
     dual_heldout_icr,
     heldout_icr,
+    heldout_icr_from_statistics,
     is_streaming_estimator,
 )
 from ._utils.validation import check_streaming_estimator
@@ -515,6 +516,67 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
             return -heldout_icr(
                 self._directions, views, tau=self.tau, tau_mode=self.tau_mode,
                 covariance_estimator=None, bias_correction=self.bias_correction,
+            )
+
+    def score_statistics(self, statistics):
+        """Minus the held-out ICR of the views behind ``statistics`` (streaming :meth:`score`).
+
+        The held-out views are added to a
+        :class:`~skicr.metrics.GroupedViewStatistics` batch by batch (or
+        summed across processes) and never held together; the result equals
+        :meth:`score` on those views (to round-off) for a decomposer fitted in
+        the primal form (``solver_ == "primal"``, e.g. by
+        :meth:`fit_statistics`).
+
+        Parameters
+        ----------
+        statistics : GroupedViewStatistics
+            Statistics of the held-out views (at least 2 images, the fitted
+            number of views and features).
+
+        Returns
+        -------
+        score : float
+            ``-ICR``, in [-1, 0).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skicr import InvariantResidualDecomposer
+        >>> from skicr.metrics import accumulate
+        >>> rng = np.random.default_rng(0)
+        >>> views = rng.normal(size=(300, 1, 8)) + 0.5 * rng.normal(size=(300, 4, 8))
+        >>> dec = InvariantResidualDecomposer().fit_statistics(accumulate(views[:200]))
+        >>> bool(np.isclose(dec.score_statistics(accumulate(views[200:])),
+        ...                 dec.score(views[200:])))
+        True
+        """
+        check_is_fitted(self, "icr_")
+        if not isinstance(statistics, GroupedViewStatistics):
+            raise TypeError(
+                "score_statistics expects a skicr.metrics.GroupedViewStatistics; got "
+                f"{type(statistics).__name__}. Use score for arrays of views."
+            )
+        if self.solver_ == "dual":
+            raise ValueError(
+                "This decomposer was fitted in the dual form (more features than residual rows), "
+                "which keeps no d x d directions to score statistics with; fit it with "
+                "fit_statistics or on at least d / (n_views - 1) images."
+            )
+        if statistics.n_images < 2:
+            raise ValueError(
+                f"score_statistics needs statistics of at least 2 images; got {statistics.n_images}."
+            )
+        if statistics.n_views != self.n_views_ or statistics.n_features != self.n_features_view_:
+            raise ValueError(
+                f"The statistics hold {statistics.n_views} views of {statistics.n_features} "
+                f"features but the decomposer was fitted with {self.n_views_} views of "
+                f"{self.n_features_view_}."
+            )
+        with blas_threads(statistics.n_features):
+            return -heldout_icr_from_statistics(
+                self._directions, statistics, tau=self.tau, tau_mode=self.tau_mode,
+                bias_correction=self.bias_correction,
             )
 
     def __sklearn_tags__(self):

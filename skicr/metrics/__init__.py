@@ -4,7 +4,16 @@ No estimators live here; :class:`skicr.InvariantResidualDecomposer` and
 :class:`skicr.ICRScorer` are thin shells over these functions.
 """
 
-from ._baselines import alignment, alpha_req, effective_rank, lidar, rankme, uniformity
+from ._baselines import (
+    alignment,
+    alpha_req,
+    effective_rank,
+    lidar,
+    lidar_from_statistics,
+    rankme,
+    rankme_from_statistics,
+    uniformity,
+)
 from ._covariance import (
     check_covariance_estimator,
     estimate_covariances,
@@ -16,7 +25,7 @@ from ._covariance import (
     shrunk_from_moments,
 )
 from ._dual import DualDecomposition, dual_decompose, dual_heldout_icr, dual_mean_invariant_snr
-from ._icr import Decomposition, accumulate, decompose, heldout_icr, icr_score
+from ._icr import Decomposition, accumulate, decompose, heldout_icr, heldout_icr_from_statistics, icr_score
 from ._spectrum import (
     FeatureScaleWarning,
     SingularResidualWarning,
@@ -53,15 +62,18 @@ __all__ = [
     "generalized_spectrum",
     "heldout_eigenvalues",
     "heldout_icr",
+    "heldout_icr_from_statistics",
     "icr_from_eigenvalues",
     "icr_score",
     "is_streaming_estimator",
     "ledoit_wolf_from_moments",
     "lidar",
+    "lidar_from_statistics",
     "mean_invariant_snr",
     "oas_from_moments",
     "project_psd",
     "rankme",
+    "rankme_from_statistics",
     "regularized_residual",
     "principal_contrast_rows",
     "residual_contrast_rows",

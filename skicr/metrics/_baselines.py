@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import Interval, validate_params
 from ._covariance import normalised_covariances
 from ._icr import accumulate
 from ._spectrum import generalized_spectrum
-from ._statistics import data_scale
+from ._statistics import GroupedViewStatistics, data_scale
 from ._validation import check_grouped_views
 
 _VIEWS = {"views": ["array-like"], "n_views": [Interval(Integral, 2, None, closed="left"), None]}
@@ -33,7 +33,8 @@ def _scaled_views(views, n_views):
     scale = data_scale(views)
     return views * (1.0 / scale), scale
 
-__all__ = ["effective_rank", "lidar", "rankme", "alpha_req", "alignment", "uniformity"]
+__all__ = ["effective_rank", "lidar", "rankme", "alpha_req", "alignment", "uniformity",
+           "lidar_from_statistics", "rankme_from_statistics"]
 
 
 @validate_params(
@@ -114,7 +115,11 @@ def lidar(views, n_views=None, *, delta=1e-4, eps=1e-8):
     True
     """
     views, scale = _scaled_views(views, n_views)
-    stats = accumulate(views)
+    return _lidar_of_statistics(accumulate(views), scale, delta, eps)
+
+
+def _lidar_of_statistics(stats, scale, delta, eps):
+    """LiDAR of statistics of views divided by ``scale``."""
     cov_b, cov_w, _ = normalised_covariances(stats)
     # the absolute ridge in the units of the scaled views (clipped where it
     # dwarfs every variance float64 can hold)
@@ -122,6 +127,47 @@ def lidar(views, n_views=None, *, delta=1e-4, eps=1e-8):
         ridge = float(min(delta / (np.float64(scale) * stats.scale) ** 2, 1e300))
     eigenvalues, _ = generalized_spectrum(cov_b, cov_w, ridge)
     return effective_rank(eigenvalues, eps)
+
+
+def _check_statistics(statistics, name):
+    if not isinstance(statistics, GroupedViewStatistics):
+        raise TypeError(f"{name} expects a GroupedViewStatistics; got {type(statistics).__name__}.")
+    statistics._check_enough()
+
+
+@validate_params(
+    {"statistics": [GroupedViewStatistics], "delta": [Interval(Real, 0, None, closed="left")],
+     "eps": [Interval(Real, 0, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
+def lidar_from_statistics(statistics, *, delta=1e-4, eps=1e-8):
+    """:func:`lidar` from the views' statistics, without the views (streaming).
+
+    Parameters
+    ----------
+    statistics : GroupedViewStatistics
+        Statistics of the views (at least 2 images).
+    delta : float, default=1e-4
+        Absolute ridge on Sigma_w, in the views' units.
+    eps : float, default=1e-8
+        As in :func:`lidar`.
+
+    Returns
+    -------
+    lidar : float
+        Equal to ``lidar(views)`` on the views the statistics saw (to round-off).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import GroupedViewStatistics, lidar, lidar_from_statistics
+    >>> views = np.random.default_rng(0).normal(size=(200, 4, 8))
+    >>> stats = GroupedViewStatistics().update(views[:120]).update(views[120:])
+    >>> bool(np.isclose(lidar_from_statistics(stats), lidar(views)))
+    True
+    """
+    _check_statistics(statistics, "lidar_from_statistics")
+    return _lidar_of_statistics(statistics, 1.0, delta, eps)
 
 
 def _embedding_rows(views):
@@ -162,6 +208,56 @@ def rankme(views, n_views=None, *, eps=1e-7):
     """
     views, _ = _scaled_views(views, n_views)
     singular_values = np.linalg.svd(_embedding_rows(views), compute_uv=False)
+    return effective_rank(singular_values, eps)
+
+
+@validate_params(
+    {"statistics": [GroupedViewStatistics], "eps": [Interval(Real, 0, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
+def rankme_from_statistics(statistics, *, eps=1e-7):
+    """:func:`rankme` from the views' statistics, without the views (streaming).
+
+    The singular values of the embedding matrix ``X`` (all view embeddings,
+    uncentred) are the square roots of the eigenvalues of
+    ``X^T X = sum_iv xi_iv xi_iv^T + V sum_i m_i m_i^T``, which the statistics
+    hold; the ``min(n_images * n_views, d)`` largest are kept, as the SVD has
+    that many.
+
+    Parameters
+    ----------
+    statistics : GroupedViewStatistics
+        Statistics of the views (at least 2 images).
+    eps : float, default=1e-7
+        As in :func:`rankme`.
+
+    Returns
+    -------
+    rankme : float
+        Equal to ``rankme(views)`` on the views the statistics saw up to the
+        round-off of squaring: singular values below about ``1e-8`` of the
+        largest are resolved less precisely from ``X^T X`` than by an SVD
+        of ``X`` (a difference of order ``1e-9`` in RankMe for such
+        rank-deficient features; none for well-conditioned ones).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import GroupedViewStatistics, rankme, rankme_from_statistics
+    >>> views = np.random.default_rng(0).normal(size=(200, 2, 8))
+    >>> stats = GroupedViewStatistics().update(views)
+    >>> bool(np.isclose(rankme_from_statistics(stats), rankme(views)))
+    True
+    """
+    _check_statistics(statistics, "rankme_from_statistics")
+    stats = statistics
+    # uncentred second moments in units of stats.scale: sum m m^T about the origin
+    mean_scatter, _, residual_scatter, _ = stats.normalised_moments()
+    mean = stats._mean_or_shift()
+    gram = residual_scatter + stats.n_views * (mean_scatter + stats.n_images * np.outer(mean, mean))
+    eigenvalues = np.linalg.eigvalsh((gram + gram.T) / 2.0)[::-1]
+    n_singular = min(stats.n_images * stats.n_views, stats.n_features)
+    singular_values = np.sqrt(np.clip(eigenvalues[:n_singular], 0.0, None))
     return effective_rank(singular_values, eps)
 
 

@@ -20,7 +20,8 @@ from ._spectrum import (
 from ._statistics import GroupedViewStatistics, data_scale
 from ._validation import check_grouped_views
 
-__all__ = ["accumulate", "Decomposition", "decompose", "icr_score", "heldout_icr"]
+__all__ = ["accumulate", "Decomposition", "decompose", "icr_score", "heldout_icr",
+           "heldout_icr_from_statistics"]
 
 # images per chunk so that a float64 chunk stays near 32 MiB
 _CHUNK_BYTES = 32 * 2**20
@@ -340,9 +341,17 @@ def heldout_icr(
         )
     stats = accumulate(views)
     needs_rows = not is_streaming_estimator(covariance_estimator)
+    return _heldout_icr_of_statistics(
+        directions, stats, tau=tau, tau_mode=tau_mode, covariance_estimator=covariance_estimator,
+        bias_correction=bias_correction, views=views if needs_rows else None,
+    )
+
+
+def _heldout_icr_of_statistics(directions, stats, *, tau, tau_mode, covariance_estimator,
+                               bias_correction, views=None):
+    """The held-out ICR of :func:`heldout_icr` from the held-out views' statistics."""
     cov_s, cov_xi, _ = normalised_covariances(
-        stats, covariance_estimator, bias_correction=bias_correction,
-        views=views if needs_rows else None,
+        stats, covariance_estimator, bias_correction=bias_correction, views=views,
     )
     tau_n = _normalised_tau(cov_xi, tau, tau_mode, stats.scale)
     # the SNR along a direction does not depend on its length: unit rows keep
@@ -351,6 +360,69 @@ def heldout_icr(
     with np.errstate(invalid="ignore", divide="ignore"):
         unit = np.where(norms > 0, (directions / data_scale(directions)) / norms, 0.0)
     return icr_from_eigenvalues(heldout_eigenvalues(unit, cov_s, cov_xi, tau_n))
+
+
+@validate_params(
+    {"directions": ["array-like"], "statistics": [GroupedViewStatistics],
+     **{k: v for k, v in _COVARIANCE_PARAMETERS.items() if k != "covariance_estimator"}},
+    prefer_skip_nested_validation=True,
+)
+def heldout_icr_from_statistics(directions, statistics, *, tau=1e-3, tau_mode="relative",
+                                bias_correction=False):
+    """:func:`heldout_icr` from the held-out views' statistics, without the views.
+
+    The streaming form of the held-out ICR: the held-out images' views are
+    added to a :class:`GroupedViewStatistics` batch by batch (or summed
+    across processes) and never held together. Equal to
+    ``heldout_icr(directions, views)`` on the views those statistics saw (to
+    round-off) with the plain held-out covariances (``covariance_estimator``
+    None, as scorers use it).
+
+    Parameters
+    ----------
+    directions : ndarray of shape (k, d)
+        Fisher directions, one per row (e.g. the training decomposition's).
+    statistics : GroupedViewStatistics
+        Statistics of the held-out views (at least 2 images).
+    tau : float, default=1e-3
+        Ridge on the held-out Sigma_xi, as in :func:`decompose`.
+    tau_mode : {"relative", "absolute"}, default="relative"
+        Rule for ``tau`` applied to the held-out Sigma_xi.
+    bias_correction : bool, default=False
+        As in :func:`decompose`.
+
+    Returns
+    -------
+    icr : float
+
+    See Also
+    --------
+    heldout_icr : The same from the views themselves.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.metrics import (accumulate, decompose, heldout_icr,
+    ...                            heldout_icr_from_statistics)
+    >>> rng = np.random.default_rng(0)
+    >>> views = rng.normal(size=(400, 1, 8)) + 0.5 * rng.normal(size=(400, 4, 8))
+    >>> directions = decompose(accumulate(views[:300])).directions
+    >>> test = accumulate(views[300:350]).merge(accumulate(views[350:]))
+    >>> bool(np.isclose(heldout_icr_from_statistics(directions, test),
+    ...                 heldout_icr(directions, views[300:])))
+    True
+    """
+    directions = np.asarray(directions, dtype=np.float64)
+    statistics._check_enough()
+    if directions.ndim != 2 or directions.shape[1] != statistics.n_features:
+        raise ValueError(
+            f"directions of shape {directions.shape} do not match statistics of "
+            f"{statistics.n_features} features."
+        )
+    return _heldout_icr_of_statistics(
+        directions, statistics, tau=tau, tau_mode=tau_mode, covariance_estimator=None,
+        bias_correction=bias_correction,
+    )
 
 
 @validate_params(

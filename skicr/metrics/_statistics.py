@@ -491,40 +491,84 @@ class GroupedViewStatistics:
         -------
         self : GroupedViewStatistics
         """
+        GroupedViewStatistics.all_reduce_many([self], group)
+        return self
+
+    @staticmethod
+    def all_reduce_many(statistics, group=None):
+        """Sum several accumulators over the processes of a group, with one SUM all-reduce.
+
+        The per-fold statistics of a streamed cross-validation, for example:
+        accumulator ``k`` of every rank is added to accumulator ``k`` of the
+        others. Three collectives whatever the number of accumulators: a MAX
+        all-reduce of their scales, a broadcast of rank 0's centring points
+        and one SUM all-reduce of all of them packed in one float64 buffer.
+        Each accumulator is summed in place, as :meth:`all_reduce` does.
+
+        Parameters
+        ----------
+        statistics : list of GroupedViewStatistics
+            The same number on every rank, in the same order, each with
+            ``n_features`` set (construct with ``n_features=`` on a rank that
+            saw no images).
+        group : torch.distributed.ProcessGroup or None
+            Process group; the default group when None.
+
+        Returns
+        -------
+        statistics : list of GroupedViewStatistics
+            The same objects, now holding the totals.
+        """
         import torch
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()):
             raise RuntimeError("torch.distributed is not initialised; call init_process_group first.")
-        if self.n_features is None:
-            raise ValueError("all_reduce needs n_features; construct with n_features= on empty ranks.")
-        d = self.n_features
+        statistics = list(statistics)
+        for stats in statistics:
+            if stats.n_features is None:
+                raise ValueError(
+                    "all_reduce needs n_features; construct with n_features= on empty ranks."
+                )
+        if not statistics:
+            return statistics
         device = collective_device(group)
         # the largest scale of all ranks (an empty rank offers the smallest)
-        own = self.scale if (self.scale is not None and self.n_images) else np.finfo(np.float64).tiny
-        scale = torch.tensor([own], dtype=torch.float64, device=device)
-        dist.all_reduce(scale, op=dist.ReduceOp.MAX, group=group)
-        self._rescale_to(float(scale.item()))
-        # rank 0 chooses the common centre (the mean of its images)
-        shift = torch.from_numpy(self._mean_or_shift().copy()).to(device)
-        dist.broadcast(shift, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
-        self._set_shift(shift.cpu().numpy())
-        header = np.array([self.n_images, self.mean_fourth, self.residual_fourth], dtype=np.float64)
-        packed = np.concatenate([
-            header, self.mean_sum, self.mean_cubic,
-            self.mean_scatter.ravel(), self.residual_scatter.ravel(),
-        ])
-        buffer = torch.from_numpy(packed).to(device)
+        tiny = np.finfo(np.float64).tiny
+        own = [s.scale if (s.scale is not None and s.n_images) else tiny for s in statistics]
+        scales = torch.tensor(own, dtype=torch.float64, device=device)
+        dist.all_reduce(scales, op=dist.ReduceOp.MAX, group=group)
+        for stats, scale in zip(statistics, scales.cpu().tolist()):
+            stats._rescale_to(float(scale))
+        # rank 0 chooses each common centre (the mean of its images)
+        shifts = torch.from_numpy(np.concatenate([s._mean_or_shift() for s in statistics])).to(device)
+        dist.broadcast(shifts, src=dist.get_global_rank(group, 0) if group is not None else 0,
+                       group=group)
+        shifts = shifts.cpu().numpy()
+        offset = 0
+        packed = []
+        for stats in statistics:
+            d = stats.n_features
+            stats._set_shift(shifts[offset:offset + d].copy())
+            offset += d
+            header = np.array([stats.n_images, stats.mean_fourth, stats.residual_fourth],
+                              dtype=np.float64)
+            packed += [header, stats.mean_sum, stats.mean_cubic,
+                       stats.mean_scatter.ravel(), stats.residual_scatter.ravel()]
+        buffer = torch.from_numpy(np.concatenate(packed)).to(device)
         dist.all_reduce(buffer, op=dist.ReduceOp.SUM, group=group)
         total = buffer.cpu().numpy()
-        self.n_images = int(round(total[0]))
-        self.mean_fourth, self.residual_fourth = float(total[1]), float(total[2])
-        offset = 3
-        self.mean_sum = total[offset:offset + d].copy(); offset += d
-        self.mean_cubic = total[offset:offset + d].copy(); offset += d
-        self.mean_scatter = total[offset:offset + d * d].reshape(d, d).copy(); offset += d * d
-        self.residual_scatter = total[offset:offset + d * d].reshape(d, d).copy()
-        return self
+        offset = 0
+        for stats in statistics:
+            d = stats.n_features
+            stats.n_images = int(round(total[offset]))
+            stats.mean_fourth, stats.residual_fourth = float(total[offset + 1]), float(total[offset + 2])
+            offset += 3
+            stats.mean_sum = total[offset:offset + d].copy(); offset += d
+            stats.mean_cubic = total[offset:offset + d].copy(); offset += d
+            stats.mean_scatter = total[offset:offset + d * d].reshape(d, d).copy(); offset += d * d
+            stats.residual_scatter = total[offset:offset + d * d].reshape(d, d).copy(); offset += d * d
+        return statistics
 
     def _mean_or_shift(self):
         if self.n_images == 0:

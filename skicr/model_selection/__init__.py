@@ -17,9 +17,15 @@ backbone), ``_evaluate`` (one task: one backbone pass, every fold),
 ``_results`` (``cv_results_`` with GridSearchCV's ``params`` / ``param_*``
 keys, the choice, the surfaces), ``_decision`` (the verdict on a criterion's
 curve, the selection rules, the two warnings), ``_selector`` (the estimator).
+
+:class:`StreamingNoiseLevelSelector` (``_streaming``) runs the same scan over
+a dataset streamed once per sigma, from per-fold mergeable statistics, on one
+or many processes, with checkpoints.
 """
 
 from ._decision import NoiseLevelDecisionWarning, NoiseLevelGridWarning
 from ._selector import NoiseLevelSelector
+from ._streaming import StreamingNoiseLevelSelector
 
-__all__ = ["NoiseLevelSelector", "NoiseLevelDecisionWarning", "NoiseLevelGridWarning"]
+__all__ = ["NoiseLevelSelector", "StreamingNoiseLevelSelector", "NoiseLevelDecisionWarning",
+           "NoiseLevelGridWarning"]

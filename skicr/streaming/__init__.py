@@ -17,12 +17,17 @@ carry the same views as one process reading the dataset in order.
 - ``_loader``: batch parsing, image numbering (:class:`LoaderViews`,
   :func:`iter_loader_views`);
 - ``_checkpoint``: the checkpoint format of accumulated statistics;
-- ``_fit``: :func:`statistics_from_loader`, :func:`fit_from_loader`.
+- ``_fit``: :func:`statistics_from_loader`, :func:`fit_from_loader`;
+- ``_folds``: :func:`fold_statistics_from_loader`, the per-fold statistics of
+  one noise level (the core of
+  :class:`~skicr.model_selection.StreamingNoiseLevelSelector`).
 
 These are also importable from :mod:`skicr.extraction` (their first home).
 """
 
 from ._fit import fit_from_loader, statistics_from_loader
+from ._folds import FoldStatistics, fold_statistics_from_loader
 from ._loader import LoaderViews, iter_loader_views
 
-__all__ = ["LoaderViews", "iter_loader_views", "statistics_from_loader", "fit_from_loader"]
+__all__ = ["LoaderViews", "iter_loader_views", "statistics_from_loader", "fit_from_loader",
+           "FoldStatistics", "fold_statistics_from_loader"]

@@ -22,6 +22,23 @@ def _draw_seed(extractor):
     return int(check_random_state(extractor.random_state).randint(np.iinfo(np.int32).max))
 
 
+def _resolve_base_seed(extractor, state, path, distributed, group):
+    """The run's base seed: drawn from the extractor, the checkpoint's when unseeded, rank 0's."""
+    if isinstance(extractor.random_state, Integral):
+        base_seed = _draw_seed(extractor)
+    else:
+        # None or a RandomState: one seed for the whole stream, the checkpoint's on resume
+        base_seed = state["base_seed"] if state is not None else _draw_seed(extractor)
+        if distributed:
+            base_seed = broadcast_seed(base_seed, group)
+    if state is not None and state["base_seed"] != base_seed:
+        raise ValueError(
+            f"The checkpoint {path} was accumulated with base seed {state['base_seed']} but the "
+            f"extractor now gives {base_seed} (another random_state?)."
+        )
+    return base_seed
+
+
 def statistics_from_loader(
     extractor,
     loader,
@@ -118,18 +135,7 @@ def statistics_from_loader(
         check_output_file(path, "checkpoint")  # now, not after hours of extraction
     if path is not None and path.exists():
         state = _load_checkpoint(path)
-    if isinstance(extractor.random_state, Integral):
-        base_seed = _draw_seed(extractor)
-    else:
-        # None or a RandomState: one seed for the whole stream, the checkpoint's on resume
-        base_seed = state["base_seed"] if state is not None else _draw_seed(extractor)
-        if distributed:
-            base_seed = broadcast_seed(base_seed, group)
-    if state is not None and state["base_seed"] != base_seed:
-        raise ValueError(
-            f"The checkpoint {path} was accumulated with base seed {state['base_seed']} but the "
-            f"extractor now gives {base_seed} (another random_state?)."
-        )
+    base_seed = _resolve_base_seed(extractor, state, path, distributed, group)
 
     statistics = GroupedViewStatistics() if state is None else state["statistics"]
     n_batches = 0 if state is None else state["n_batches"]
