@@ -28,6 +28,7 @@ _LAZY = {
     "fit_from_loader": "skicr.streaming",
     # selection and monitoring
     "NoiseLevelSelector": "skicr.model_selection",
+    "StreamingNoiseLevelSelector": "skicr.model_selection",
     "NoiseLevelDecisionWarning": "skicr.model_selection",
     "NoiseLevelGridWarning": "skicr.model_selection",
     "ICRMonitor": "skicr.monitoring",

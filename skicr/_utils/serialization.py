@@ -256,7 +256,8 @@ def _feed(hasher, value):
     if isinstance(value, torch.Tensor):
         tensor = value.detach().to("cpu").contiguous()
         hasher.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
-        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        if tensor.numel():  # an empty tensor's reshape has stride 0 and cannot be viewed as bytes
+            hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     elif isinstance(value, np.ndarray):
         array = np.ascontiguousarray(value)
         hasher.update(f"A{array.dtype.str}{array.shape}".encode())

@@ -25,7 +25,8 @@ from ._common import (
     run_interruptibly,
 )
 
-__all__ = ["add_scan_parser", "run_scan", "load_backbone", "load_scan_data"]
+__all__ = ["add_scan_parser", "run_scan", "load_backbone", "load_scan_data", "load_scan_stream",
+           "open_scan_dataset"]
 
 
 def load_backbone(model, device=None, *, arch=None, vae=None, class_label=None):
@@ -105,8 +106,10 @@ def load_scan_data(images, labels, n_images, seed):
     Parameters
     ----------
     images : str or None
-        None for sklearn's digits (with labels); a folder of PNG/JPEG images
-        or a ``.npy`` array.
+        None for sklearn's digits (with labels); a flat folder of PNG/JPEG
+        images, a class-per-folder tree (labels from the folder names), a
+        ``.npy`` / ``.npz`` array or a Hugging Face dataset (``save_to_disk``
+        folder, ``.parquet`` / ``.arrow``).
     labels : str or None
         A ``.npy`` or text file of one integer label per image (own images
         only; enables the probe).
@@ -132,20 +135,60 @@ def load_scan_data(images, labels, n_images, seed):
         path = Path(images)
         if not path.exists():
             raise CLIError(f"--images {images!r}: no such file or directory.")
-        try:
-            x = datasets.load_images(path)
-        except (ValueError, OSError) as exc:
-            raise CLIError(f"--images {images!r}: {exc}") from None
+        if _is_flat_folder_or_npy(path):
+            try:
+                x = datasets.load_images(path)
+            except (ValueError, OSError) as exc:
+                raise CLIError(f"--images {images!r}: {exc}") from None
+            y = None
+        else:
+            # a class tree, .npz or Hugging Face dataset: decode only the images used
+            dataset = open_scan_dataset(images)
+            rows = _subset(len(dataset), n_images, seed)
+            n_images = None
+            items = [dataset[int(i)] for i in rows]
+            with_labels = getattr(dataset, "targets", None) is not None
+            x = np.stack([(item[0] if with_labels else item).numpy() for item in items])
+            y = np.asarray([item[1] for item in items]) if with_labels else None
         description = f"images from {path}"
-        y = None
         if labels is not None:
             y = _load_labels(labels, len(x))
-    n_total = len(x)
-    if n_images is not None and n_images < n_total:
-        keep = np.sort(np.random.default_rng(seed).choice(n_total, n_images, replace=False))
+    keep = _subset(len(x), n_images, seed)
+    if keep.size < len(x):
         x = x[keep]
         y = None if y is None else y[keep]
     return x, y, description
+
+
+def _subset(n_total, n_images, seed):
+    """The sorted image numbers of the random subset of ``n_images`` (all when None or more)."""
+    if n_images is None or n_images >= n_total:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).choice(n_total, n_images, replace=False))
+
+
+def _is_flat_folder_or_npy(path):
+    """Read by :func:`skicr.datasets.load_images` (the scan's original inputs)."""
+    from skicr.datasets import IMAGE_EXTENSIONS
+
+    if path.is_file():
+        return path.suffix.lower() == ".npy"
+    return any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir())
+
+
+def open_scan_dataset(images):
+    """``--images`` as a dataset read one image at a time (the streaming scan's input)."""
+    from skicr.datasets import open_image_dataset
+
+    path = Path(images)
+    if not path.exists():
+        raise CLIError(f"--images {images!r}: no such file or directory.")
+    try:
+        return open_image_dataset(path)
+    except ImportError as exc:
+        raise CLIError(f"--images {images!r}: {exc}") from None
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"--images {images!r}: {_one_line(exc)}") from None
 
 
 def _load_labels(path, n_images):
@@ -198,13 +241,15 @@ def add_scan_parser(subparsers):
                         help="class to condition on (default: the null class of DiT / SiT; "
                              "required for class-conditional EDM pickles)")
     parser.add_argument("--images", default=None,
-                        help="a folder of PNG/JPEG images or a .npy array (n, H, W) or "
-                             "(n, C, H, W); default: sklearn's digits")
+                        help="a folder of PNG/JPEG images, a class-per-folder tree (labels from "
+                             "the folder names, for the probe), a .npy / .npz array (n, H, W) or "
+                             "(n, C, H, W), or a Hugging Face dataset (save_to_disk folder, "
+                             ".parquet, .arrow); default: sklearn's digits")
     parser.add_argument("--labels", default=None,
                         help="labels of --images (.npy or text, one int per image) for the probe")
-    parser.add_argument("--n-images", type=int_at_least(4), default=d["n_images"],
+    parser.add_argument("--n-images", type=int_at_least(4), default=None,
                         help="use a random subset of this many images when there are more "
-                             "(default: %(default)s)")
+                             f"(default: {d['n_images']}; with --stream: all)")
     parser.add_argument("--sigmas", type=argument_type(parse_sigmas), default=d["sigmas"],
                         help="noise levels: a list 0.05,0.1,0.2 or min:max:num, log-spaced "
                              "(default: %(default)s); all positive")
@@ -260,6 +305,17 @@ def add_scan_parser(subparsers):
     parser.add_argument("--n-jobs", type=n_jobs_option, default=None,
                         help="sigmas evaluated in parallel (joblib: -1 all cores; default: one "
                              "at a time)")
+    parser.add_argument("--stream", action="store_true",
+                        help="stream the images once per sigma (per-fold statistics, memory that "
+                             "does not grow with the images; see docs/scaling.md) instead of "
+                             "holding them in memory; automatic under torchrun with several "
+                             "processes")
+    parser.add_argument("--num-workers", type=int_at_least(0), default=0,
+                        help="with --stream: DataLoader processes that decode the images "
+                             "(default: %(default)s)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="with --stream: a folder for per-sigma checkpoints; rerunning the "
+                             "same command with it resumes an interrupted scan")
     parser.add_argument("--out", default=None,
                         help="output folder (created); default ./scan-YYYYmmdd-HHMMSS")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -356,25 +412,172 @@ def format_scan_table(cv_results, best_index):
     return "\n".join(lines)
 
 
+def _start_distributed(device):
+    """Under ``torchrun`` with several processes: the process group (gloo on CPU, NCCL on CUDA).
+
+    Returns (rank, world size, device, whether this call created the group).
+    """
+    import os
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return 0, 1, device, False
+    import torch
+    import torch.distributed as dist
+
+    created = False
+    if not dist.is_initialized():
+        if device is not None and str(device).startswith("cuda"):
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local_rank)
+            device = f"cuda:{local_rank}"
+            dist.init_process_group("nccl")
+        else:
+            dist.init_process_group("gloo")
+        created = True
+    return dist.get_rank(), dist.get_world_size(), device, created
+
+
+def _rank0_out_dir(args, rank, world_size):
+    """``--out`` (or a new default folder), chosen by rank 0 and the same on every rank."""
+    out = None
+    if rank == 0:
+        out = check_out_dir(Path(args.out) if args.out is not None else default_out_dir("scan"))
+    if world_size > 1:
+        import torch.distributed as dist
+
+        shared = [out]
+        dist.broadcast_object_list(shared, src=0)
+        out = shared[0]
+    return out
+
+
+def load_scan_stream(images, labels, n_images, seed):
+    """The dataset (read one image at a time) and labels for ``skicr scan --stream``.
+
+    Parameters
+    ----------
+    images : str or None
+        As for :func:`load_scan_data`; None for sklearn's digits.
+    labels : str or None
+        A ``.npy`` or text file of one label per image.
+    n_images : int or None
+        A random subset of this many images (seeded by ``seed``); None: all.
+    seed : int
+        Seed of the subset.
+
+    Returns
+    -------
+    dataset : torch.utils.data.Dataset
+    y : ndarray or None
+    description : str
+    """
+    from torch.utils.data import Subset
+
+    from skicr import datasets
+
+    if images is None:
+        if labels is not None:
+            raise CLIError("--labels needs --images (the digits come with their labels).")
+        x, y = datasets.load_digits_images(return_y=True)
+        dataset, description = datasets.ArrayImageDataset(x, labels=y), "sklearn digits"
+    else:
+        dataset = open_scan_dataset(images)
+        description = f"images from {Path(images)}"
+    y = getattr(dataset, "targets", None)
+    if labels is not None:
+        y = _load_labels(labels, len(dataset))
+    rows = _subset(len(dataset), n_images, seed)
+    if rows.size < len(dataset):
+        dataset = Subset(dataset, rows.tolist())
+        y = None if y is None else np.asarray(y)[rows]
+    return dataset, y, description
+
+
+class _ChannelsDataset:
+    """Items of a dataset with their images converted to ``channels`` (``--image-channels``)."""
+
+    def __init__(self, dataset, channels):
+        self.dataset, self.channels = dataset, channels
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        import torch
+
+        item = self.dataset[index]
+        image = item[0] if isinstance(item, (tuple, list)) else item
+        converted = torch.from_numpy(np.ascontiguousarray(
+            _convert_channels(np.asarray(image)[None], "nchw", self.channels)[0]))
+        return (converted, *item[1:]) if isinstance(item, (tuple, list)) else converted
+
+
+def _first_images(dataset):
+    """The first two images of a dataset, stacked: the checks run on them."""
+    items = [dataset[i] for i in range(min(2, len(dataset)))]
+    return np.stack([np.asarray(item[0] if isinstance(item, (tuple, list)) else item)
+                     for item in items])
+
+
 def run_scan(args):
     """Run ``skicr scan`` with parsed arguments; returns the exit code."""
     started = time.perf_counter()
     device = check_device(args.device)
-    out = check_out_dir(Path(args.out) if args.out is not None else default_out_dir("scan"))
+    rank, world_size, device, created = _start_distributed(device)
+    try:
+        return _run_scan(args, started, device, rank, world_size)
+    finally:
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run_scan(args, started, device, rank, world_size):
+    stream = args.stream or world_size > 1
+    if not stream and (args.num_workers or args.checkpoint is not None):
+        raise CLIError("--num-workers and --checkpoint need --stream.")
+    if stream and args.layers is not None:
+        raise CLIError("--layers (a joint layer x sigma search) needs the images in memory; "
+                       "give one --layer with --stream (or under torchrun).")
+    if stream and args.n_jobs is not None:
+        raise CLIError("--n-jobs evaluates sigmas in parallel in memory; with --stream, scale "
+                       "out with torchrun instead.")
+    out = _rank0_out_dir(args, rank, world_size)
     if args.layers is not None and args.layer is not None:
         raise CLIError("give --layer (one layer) or --layers (a joint search), not both.")
+    quiet = args.quiet or rank != 0
+    if rank != 0:
+        args.quiet = True
 
-    images, y, data_description = load_scan_data(args.images, args.labels, args.n_images, args.seed)
+    if stream:
+        data, y, data_description = load_scan_stream(args.images, args.labels, args.n_images,
+                                                     args.seed)
+    else:
+        n_images = SCAN_DEFAULTS["n_images"] if args.n_images is None else args.n_images
+        data, y, data_description = load_scan_data(args.images, args.labels, n_images, args.seed)
     backbone, model_description = load_backbone(args.model, device, arch=args.arch,
                                                 vae=args.vae, class_label=args.class_label)
-    images = _check_channels(images, backbone, args.image_channels)
-    _note_training_size(images, backbone)
+    if stream:
+        first = _check_channels(_first_images(data), backbone, args.image_channels)
+        if args.image_channels is not None and first.shape[1] != _first_images(data).shape[1]:
+            data = _ChannelsDataset(data, args.image_channels)
+        images = first
+    else:
+        images = data = _check_channels(data, backbone, args.image_channels)
+    if rank == 0:
+        _note_training_size(images, backbone)
 
-    selector, layer, use_probe = _make_selector(args, images, y, backbone, device)
+    selector, layer, use_probe = _make_selector(args, images, y, backbone, device, stream=stream)
     where = f"layer {layer!r}" if args.layers is None else f"layers {', '.join(layer)}"
-    print(f"skicr scan: {model_description}, {where} ({args.pooling}), "
-          f"{len(images)} {data_description}, {args.views} views, "
-          f"{len(args.sigmas)} sigmas, cv={args.cv}", file=sys.stderr)
+    mode = ""
+    if stream:
+        mode = ", streamed" + (f" by {world_size} processes" if world_size > 1 else "")
+    if rank == 0:
+        print(f"skicr scan: {model_description}, {where} ({args.pooling}), "
+              f"{len(data)} {data_description}{mode}, {args.views} views, "
+              f"{len(args.sigmas)} sigmas, cv={args.cv}", file=sys.stderr)
     from threadpoolctl import threadpool_limits
 
     apply_thread_default(args.threads, getattr(backbone, "module", backbone))
@@ -394,13 +597,15 @@ def run_scan(args):
             # said below as plain sentences (and written to scan.json)
             warnings.simplefilter("ignore", NoiseLevelDecisionWarning)
             warnings.simplefilter("ignore", NoiseLevelGridWarning)
-            return selector.fit(images, y if use_probe else None)
+            return selector.fit(data, y if use_probe else None)
 
     try:
-        run_interruptibly(scan, label="skicr scan", heartbeat=not args.quiet)
+        run_interruptibly(scan, label="skicr scan", heartbeat=not quiet)
     except (ValueError, TypeError, KeyError) as exc:
         # bad layer/pooling names, images the model cannot take, ...
         raise CLIError(f"{exc}", code=1) from None
+    if rank != 0:
+        return 0  # every rank holds the same results; rank 0 reports them
 
     results = selector.cv_results_
     rho = spearman_neg_icr_accuracy(results)
@@ -434,8 +639,8 @@ def run_scan(args):
     writer = ReportWriter(out, "scan.json")
     try:
         _write_scan_outputs(writer, args, selector, rho, undefined, model_description,
-                            data_description, layer=layer, n_images=len(images),
-                            started=started)
+                            data_description, layer=layer, n_images=len(data),
+                            started=started, stream=stream, world_size=world_size)
     finally:
         writer.discard()
     print(f"wrote {out / 'scan.csv'}, " + ", ".join(writer.files[1:] + ["scan.json"]))
@@ -534,12 +739,12 @@ def _note_training_size(images, backbone):
               file=sys.stderr)
 
 
-def _make_selector(args, images, y, backbone, device):
+def _make_selector(args, images, y, backbone, device, stream=False):
     """The scan's selector, its layer(s) checked on two images; whether the probe runs."""
-    from skicr import FeatureExtractor, NoiseLevelSelector
+    from skicr import FeatureExtractor, NoiseLevelSelector, StreamingNoiseLevelSelector
 
     use_probe = not args.no_probe and y is not None and args.cv >= 2
-    if not args.no_probe and y is not None and args.cv < 2:
+    if not args.no_probe and y is not None and args.cv < 2 and not args.quiet:
         print("note: --cv 1 measures no held-out probe accuracy; the probe is skipped.",
               file=sys.stderr)
     extractor = FeatureExtractor(
@@ -559,6 +764,16 @@ def _make_selector(args, images, y, backbone, device):
             layer = check_layer_list(extractor.backbone_, args.layers)
     except (ValueError, TypeError) as exc:
         raise CLIError(f"{exc}") from None
+    if stream:
+        # loader batches of the extractor's batch size: the network sees the chunks it sees
+        # in memory, so the streamed scan equals the in-memory one
+        selector = StreamingNoiseLevelSelector(
+            extractor, args.sigmas, probe=make_probe() if use_probe else None,
+            scoring=args.scoring, selection_rule=args.rule, cv=args.cv, random_state=args.seed,
+            batch_size=args.batch_size, num_workers=args.num_workers,
+            checkpoint=args.checkpoint, progress=not args.quiet,
+        )
+        return selector, layer, use_probe
     selector = NoiseLevelSelector(
         extractor,
         args.sigmas,
@@ -586,7 +801,7 @@ def _describe_probe(selector):
 
 
 def _write_scan_outputs(writer, args, selector, rho, undefined, model_description,
-                        data_description, layer, n_images, started):
+                        data_description, layer, n_images, started, stream=False, world_size=1):
     import pandas as pd
 
     results = selector.cv_results_
@@ -613,6 +828,11 @@ def _write_scan_outputs(writer, args, selector, rho, undefined, model_descriptio
             "probe": _describe_probe(selector) if "mean_probe_accuracy" in results else None,
             "seed": args.seed,
             "device": args.device or "cpu",
+            # streamed once per sigma from per-fold statistics (docs/scaling.md), by this many
+            # processes
+            "stream": bool(stream),
+            "processes": int(world_size),
+            "checkpoint": args.checkpoint if stream else None,
         },
         "choice": {
             "best_sigma": selector.best_sigma_,

@@ -93,7 +93,16 @@ def score_fold_statistics(statistics, decomposer, probe=None, features=None, lab
         return result
     for k, test in enumerate(statistics):
         start = time.perf_counter()
-        fitted = clone(decomposer).fit_statistics(_merge_others(statistics, k))
+        train = _merge_others(statistics, k)
+        if train.n_residual_rows < train.n_features and k == 0:
+            warnings.warn(
+                f"a fold's training images give {train.n_residual_rows} residual rows for "
+                f"{train.n_features} features: the in-memory NoiseLevelSelector would fit the dual "
+                "(Gram) form there, the streamed scan fits the primal (d x d) form, so their "
+                "values differ (both are valid; use more images or views for agreement).",
+                UserWarning, stacklevel=4,
+            )
+        fitted = clone(decomposer).fit_statistics(train)
         result["fit_time"].append(time.perf_counter() - start)
         start = time.perf_counter()
         result["icr"].append(-float(fitted.score_statistics(test)))
