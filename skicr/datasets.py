@@ -903,11 +903,19 @@ def open_image_dataset(source, *, size=None, mode="auto", labels=None, split=Non
     >>> len(data), tuple(data[0][0].shape)
     (5, (1, 16, 16))
     """
-    if isinstance(source, torch.utils.data.Dataset):
-        return source
     if isinstance(source, (np.ndarray, torch.Tensor)):
         array = source.numpy() if isinstance(source, torch.Tensor) else source
         return ArrayImageDataset(array, labels=labels, size=size)
+    if isinstance(source, torch.utils.data.Dataset) or (
+        not isinstance(source, (str, Path)) and hasattr(source, "__getitem__")
+        and hasattr(source, "__len__")
+    ):
+        return source  # a map-style dataset (torch's, or anything indexable with a length)
+    if not isinstance(source, (str, Path)):
+        raise TypeError(
+            f"expected a path, an array or a dataset (indexable, with a length); got "
+            f"{type(source).__name__}."
+        )
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {str(path)!r}.")
