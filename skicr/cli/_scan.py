@@ -438,6 +438,12 @@ def _start_distributed(device):
     return dist.get_rank(), dist.get_world_size(), device, created
 
 
+def _is_rank0():
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _rank0_out_dir(args, rank, world_size):
     """``--out`` (or a new default folder), chosen by rank 0 and the same on every rank."""
     out = None
@@ -744,7 +750,7 @@ def _make_selector(args, images, y, backbone, device, stream=False):
     from skicr import FeatureExtractor, NoiseLevelSelector, StreamingNoiseLevelSelector
 
     use_probe = not args.no_probe and y is not None and args.cv >= 2
-    if not args.no_probe and y is not None and args.cv < 2 and not args.quiet:
+    if not args.no_probe and y is not None and args.cv < 2 and _is_rank0():
         print("note: --cv 1 measures no held-out probe accuracy; the probe is skipped.",
               file=sys.stderr)
     extractor = FeatureExtractor(
