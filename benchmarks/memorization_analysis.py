@@ -181,13 +181,19 @@ def runs_table(rows):
     return "\n".join(lines)
 
 
+def _size_order(size):
+    """Rows of the figures: digits by size, the full digits, then the shapes runs."""
+    shapes = size.startswith("shapes_")
+    size = size.removeprefix("shapes_")
+    return (shapes, np.inf if size == "full" else int(size[1:]))
+
+
 def figure_trajectories(frames, path, alarms=None, title=""):
     """Small multiples: one panel per run (rows: training-set size, columns: seeds)."""
     import matplotlib.pyplot as plt
 
     names = [n for n in frames if n != "earlier_full"]
-    sizes = sorted({n.split("_seed")[0] for n in names},
-                   key=lambda s: np.inf if s == "full" else int(s[1:]))
+    sizes = sorted({n.split("_seed")[0] for n in names}, key=_size_order)
     seeds = sorted({int(n.split("_seed")[1]) for n in names})
     fig, axes = plt.subplots(len(sizes), len(seeds), figsize=(3.3 * len(seeds),
                                                              2.4 * len(sizes)),
@@ -235,9 +241,13 @@ def figure_traces(frames, path):
     import matplotlib.pyplot as plt
 
     names = [n for n in frames if n != "earlier_full"]
-    fig, axes = plt.subplots(1, len(names), figsize=(2.4 * len(names), 2.6), squeeze=False,
-                             sharey=True)
-    for ax, name in zip(axes[0], names):
+    n_cols = min(len(names), 6)
+    n_rows = int(np.ceil(len(names) / n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.4 * n_cols, 2.6 * n_rows),
+                             squeeze=False, sharey=True)
+    for ax in axes.flat[len(names):]:
+        ax.set_axis_off()
+    for ax, name in zip(axes.flat, names):
         frame = frames[name]
         ax.plot(frame["step"], frame["trace_s"], "-", color="tab:blue", label=r"tr $\Sigma_s$")
         ax.plot(frame["step"], frame["trace_xi"], "--", color="tab:orange",
