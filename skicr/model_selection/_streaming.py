@@ -94,12 +94,20 @@ def score_fold_statistics(statistics, decomposer, probe=None, features=None, lab
     for k, test in enumerate(statistics):
         start = time.perf_counter()
         train = _merge_others(statistics, k)
-        if train.n_residual_rows < train.n_features and k == 0:
+        if k == 0 and train.n_residual_rows < train.n_features:
             warnings.warn(
                 f"a fold's training images give {train.n_residual_rows} residual rows for "
                 f"{train.n_features} features: the in-memory NoiseLevelSelector would fit the dual "
                 "(Gram) form there, the streamed scan fits the primal (d x d) form, so their "
                 "values differ (both are valid; use more images or views for agreement).",
+                UserWarning, stacklevel=4,
+            )
+        elif k == 0 and train.n_images <= train.n_features:
+            warnings.warn(
+                f"a fold has {train.n_images} training images for {train.n_features} features: "
+                "its Sigma_s is rank-deficient, the Fisher directions in its null space are an "
+                "arbitrary basis, and the held-out ICR along them depends on round-off (here and "
+                "in NoiseLevelSelector alike); use more than d + 1 training images per fold.",
                 UserWarning, stacklevel=4,
             )
         fitted = clone(decomposer).fit_statistics(train)
@@ -230,11 +238,12 @@ class StreamingNoiseLevelSelector(NoiseLevelSelector):
     >>> from skicr.datasets import load_digits_images
     >>> from skicr.model_selection import StreamingNoiseLevelSelector
     >>> from skicr.models import load_pretrained
-    >>> images = load_digits_images(return_y=False)[:60]
-    >>> extractor = FeatureExtractor(load_pretrained("digits"), layer="mid", n_views=2)
-    >>> streamed = StreamingNoiseLevelSelector(extractor, [0.05, 0.2, 1.0], cv=3,
-    ...                                        batch_size=16, random_state=0).fit(images)
-    >>> in_memory = NoiseLevelSelector(extractor, [0.05, 0.2, 1.0], cv=3,
+    >>> images = load_digits_images(return_y=False)[:150]
+    >>> extractor = FeatureExtractor(load_pretrained("digits"), layer="mid", n_views=2,
+    ...                              batch_size=30)
+    >>> streamed = StreamingNoiseLevelSelector(extractor, [0.05, 1.0], cv=3, batch_size=30,
+    ...                                        random_state=0).fit(images)
+    >>> in_memory = NoiseLevelSelector(extractor, [0.05, 1.0], cv=3,
     ...                                random_state=0).fit(images)
     >>> bool(np.allclose(streamed.cv_results_["mean_icr"],
     ...                  in_memory.cv_results_["mean_icr"], rtol=1e-10))
