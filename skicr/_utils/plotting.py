@@ -1,6 +1,8 @@
 """The pyplot import and saving a figure (plots are optional: matplotlib is an extra)."""
 
+import os
 import sys
+from pathlib import Path
 
 __all__ = ["pyplot", "cli_pyplot", "save_figure"]
 
@@ -62,9 +64,18 @@ def save_figure(figure, path, *, dpi=120, bbox_tight=False):
     """
     import matplotlib.pyplot as plt
 
-    if bbox_tight:
-        figure.savefig(path, dpi=dpi, bbox_inches="tight")
-    else:
-        figure.tight_layout()
-        figure.savefig(path, dpi=dpi)
-    plt.close(figure)
+    path = Path(path)
+    # through a temporary name with the same suffix (it names the format), then one
+    # rename: an interrupt never leaves half an image under the real name
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    image_format = path.suffix.lstrip(".") or "png"
+    try:
+        if bbox_tight:
+            figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format=image_format)
+        else:
+            figure.tight_layout()
+            figure.savefig(tmp, dpi=dpi, format=image_format)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(figure)

@@ -202,7 +202,7 @@ def tensor_state(state):
 
 
 def atomic_torch_save(state, path):
-    """``torch.save`` to ``path`` through a temporary file, so a kill never leaves half a file.
+    """``torch.save`` to ``path`` through a temporary file, so an interrupt never leaves half a file.
 
     Parameters
     ----------
@@ -214,8 +214,11 @@ def atomic_torch_save(state, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:  # an interrupt or a full disk mid-write leaves no stray temporary file
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(text, path):

@@ -5,11 +5,10 @@ import json
 import os
 import re
 import sys
-import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
+from .._utils.interrupts import interruptible, worker_running
 from .._utils.serialization import atomic_write_text, check_output_dir
 from .._utils.validation import check_layer_names, check_torch_device
 
@@ -181,8 +180,6 @@ n_jobs_option.__name__ = "n_jobs"
 
 #: seconds between "still working" lines while a long phase prints nothing
 HEARTBEAT_SECONDS = 60.0
-WORKER_NAME = "skicr-work"
-_RUNNING = set()  # the done-events of the workers still computing
 
 
 def run_interruptibly(work, *, label, heartbeat=True):
@@ -190,9 +187,10 @@ def run_interruptibly(work, *, label, heartbeat=True):
 
     A long BLAS or LAPACK call (an eigendecomposition of a wide layer) holds
     the main thread for minutes without checking for signals; waiting on a
-    worker instead, the main thread receives KeyboardInterrupt within a tenth
-    of a second. The worker cannot be stopped inside the call:
-    :func:`skicr.cli.main` ends the process after reporting the interrupt.
+    worker instead (:func:`skicr._utils.interrupts.interruptible`), the main
+    thread receives KeyboardInterrupt within a tenth of a second. The worker
+    cannot be stopped inside the call: :func:`skicr.cli.main` ends the
+    process after reporting the interrupt.
 
     Parameters
     ----------
@@ -208,40 +206,16 @@ def run_interruptibly(work, *, label, heartbeat=True):
     result : object
         What ``work`` returned; its exception is raised here.
     """
-    outcome = {}
-    done = threading.Event()
+    printed = [0]
 
-    def target():
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # re-raised in the main thread
-            outcome["error"] = exc
-        finally:
-            done.set()
-            _RUNNING.discard(done)
-
-    worker = threading.Thread(target=target, name=WORKER_NAME, daemon=True)
-    started = last = time.monotonic()
-    _RUNNING.add(done)
-    worker.start()
-    # an Event, not worker.is_alive(): a join interrupted by Ctrl-C marks the thread stopped
-    # (Python < 3.12) although it still runs
-    while not done.wait(0.1):
-        now = time.monotonic()
-        if heartbeat and now - last >= HEARTBEAT_SECONDS:
-            last = now
-            elapsed = now - started
+    def still_working(elapsed):
+        if heartbeat and elapsed >= (printed[0] + 1) * HEARTBEAT_SECONDS:
+            printed[0] = int(elapsed // HEARTBEAT_SECONDS)
             so_far = f"{elapsed:.0f} s" if elapsed < 120 else f"{elapsed / 60:.0f} min"
             print(f"{label}: still working, {so_far} so far (Ctrl-C stops)",
                   file=sys.stderr, flush=True)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
 
-
-def worker_running():
-    """Whether a :func:`run_interruptibly` worker is still computing."""
-    return any(not done.is_set() for done in list(_RUNNING))
+    return interruptible(work, on_wait=still_working)
 
 
 class ReportWriter:

@@ -37,6 +37,7 @@ import numpy as np
 from scipy import linalg
 from scipy.linalg import blas
 
+from .._utils.interrupts import interruptible_if
 from ._covariance import is_streaming_estimator, shrinkage_coefficient
 from ._spectrum import singular_ridge, tau_from_trace
 from ._statistics import _working_scale, data_scale, residual_contrast_rows
@@ -254,7 +255,7 @@ def dual_mean_invariant_snr(views, tau_abs=None, *, tau=1e-3, tau_mode="relative
         c = b_x + tau_abs + singular_ridge(trace_xi, trace_s, d, tau_abs)
     kernel = a_x * gram_r
     kernel.flat[:: n_rows + 1] += c
-    factor = linalg.cho_factor(kernel, check_finite=False)
+    factor = interruptible_if(n_rows, lambda: linalg.cho_factor(kernel, check_finite=False))
     signal = norm_m2 - a_x * float(np.sum(cross * linalg.cho_solve(factor, cross, check_finite=False)))
     total = a_s * signal
     if b_s:
@@ -424,7 +425,8 @@ def dual_decompose(views, *, tau=1e-3, tau_mode="relative", covariance_estimator
     c = b_x + tau_abs
     if not c > np.finfo(np.float64).eps * max(trace_xi, trace_s) / d:
         c = b_x + tau_abs + singular_ridge(trace_xi, trace_s, d, tau_abs)
-    coordinates, coefficients = _basis_coefficients(gram)
+    # the two LAPACK calls of order n_images * n_views, answered by Ctrl-C at once when large
+    coordinates, coefficients = interruptible_if(gram.shape[0], lambda: _basis_coefficients(gram))
     del gram
     rank = coordinates.shape[1]
     y_r, y_m = coordinates[:n_rows], coordinates[n_rows:]
@@ -432,7 +434,9 @@ def dual_decompose(views, *, tau=1e-3, tau_mode="relative", covariance_estimator
     residual.flat[:: rank + 1] += c
     signal = a_s * (y_m.T @ y_m)
     signal.flat[:: rank + 1] += b_s
-    span_eigenvalues, span_vectors = linalg.eigh(signal, residual, check_finite=False)
+    span_eigenvalues, span_vectors = interruptible_if(
+        rank, lambda: linalg.eigh(signal, residual, check_finite=False),
+    )
     order = np.argsort(span_eigenvalues)[::-1]
     span_eigenvalues, span_vectors = np.clip(span_eigenvalues[order], 0.0, None), span_vectors[:, order]
     complement = b_s / c

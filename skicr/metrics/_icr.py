@@ -8,6 +8,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
+from .._utils.interrupts import interruptible_if
 from ._covariance import check_covariance_estimator, is_streaming_estimator, normalised_covariances
 from ._dual import dual_mean_invariant_snr
 from ._spectrum import (
@@ -257,15 +258,20 @@ def decompose(
     )
     scale = stats.scale
     tau_n = _normalised_tau(cov_xi, tau, tau_mode, scale)
-    with _spectrum_threads(cov_s.shape[0]):
+
+    def solve():
         if spectrum:
-            eigenvalues, directions = generalized_spectrum(cov_s, cov_xi, tau_n)
-            mean_snr = float(np.mean(eigenvalues))
-            with np.errstate(over="ignore", under="ignore"):
-                directions = directions / scale
-        else:
-            eigenvalues = directions = None
-            mean_snr = mean_invariant_snr(cov_s, cov_xi, tau_n)
+            return generalized_spectrum(cov_s, cov_xi, tau_n), None
+        return (None, None), mean_invariant_snr(cov_s, cov_xi, tau_n)
+
+    with _spectrum_threads(cov_s.shape[0]):
+        # one LAPACK call of order d: minutes for wide layers, so Ctrl-C is answered
+        # from a waiting main thread (the call is pure: nothing is half-updated)
+        (eigenvalues, directions), mean_snr = interruptible_if(cov_s.shape[0], solve)
+    if spectrum:
+        mean_snr = float(np.mean(eigenvalues))
+        with np.errstate(over="ignore", under="ignore"):
+            directions = directions / scale
     with np.errstate(over="ignore", under="ignore"):
         factor = np.float64(scale) ** 2
         covariance_s, covariance_xi, tau_abs = cov_s * factor, cov_xi * factor, tau_n * factor

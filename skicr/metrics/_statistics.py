@@ -27,6 +27,7 @@ import os
 import numpy as np
 
 from .._utils.distributed import collective_device
+from .._utils.interrupts import deferred_interrupts
 
 __all__ = ["GroupedViewStatistics", "data_scale", "residual_contrast_rows"]
 
@@ -344,15 +345,15 @@ class GroupedViewStatistics:
                 setattr(self, name, value * factor if isinstance(value, np.ndarray) else float(value) * factor)
         self.scale = new_scale
 
-    def _adopt_scale(self, largest):
-        """Choose the accumulator's scale for a chunk whose largest magnitude is ``largest``."""
+    def _scale_for(self, largest):
+        """The accumulator's scale once a chunk of largest magnitude ``largest`` is added."""
         chunk_scale = data_scale(np.array([largest]))
         if self.scale is None or self.n_images == 0 or not getattr(self, "largest", 1.0):
             # nothing (or only zeros) accumulated yet: the chunk decides
-            self._rescale_to(_working_scale(chunk_scale))
-        elif chunk_scale > self.scale * _RESCALE_ABOVE:
-            self._rescale_to(_working_scale(chunk_scale))
-        self.largest = max(getattr(self, "largest", 0.0), largest)
+            return _working_scale(chunk_scale)
+        if chunk_scale > self.scale * _RESCALE_ABOVE:
+            return _working_scale(chunk_scale)
+        return self.scale
 
     # ------------------------------------------------------------------ update
     def update(self, views):
@@ -388,24 +389,39 @@ class GroupedViewStatistics:
         largest = max(float(np.max(views)), -float(np.min(views)))
         if not np.isfinite(largest):
             raise ValueError("Views contain NaN or infinite values; features must be finite.")
-        self._adopt_scale(largest)
-        means, rows = _image_contrasts(views, 1.0 / self.scale)
-        if self.n_images == 0:
-            # centre the power sums on the first image's mean: near the data, so
-            # the centring at the end cancels no large numbers, and exactly on
-            # it for constant data
-            self.shift = means[0].copy()
-        y = means - self.shift
+        # the chunk's sums first (the long part: Ctrl-C leaves the accumulator as it was) ...
+        scale = self._scale_for(largest)
+        means, rows = _image_contrasts(views, 1.0 / scale)
+        # centre the power sums on the first image's mean: near the data, so the
+        # centring at the end cancels no large numbers, and exactly on it for
+        # constant data
+        first = self.n_images == 0
+        if first:
+            shift = means[0].copy()
+        else:
+            with np.errstate(under="ignore"):  # as _rescale_to does
+                shift = self.shift * (np.float64(self.scale) / np.float64(scale))
+        y = means - shift
         sq = np.einsum("ij,ij->i", y, y)
-        self.mean_sum += y.sum(axis=0)
-        self.mean_scatter += y.T @ y
-        self.mean_cubic += sq @ y
-        self.mean_fourth += float(sq @ sq)
-
+        increments = {
+            "mean_sum": y.sum(axis=0), "mean_scatter": y.T @ y, "mean_cubic": sq @ y,
+            "mean_fourth": float(sq @ sq),
+        }
         flat = rows.reshape(-1, d)
-        self.residual_scatter += flat.T @ flat  # one symmetric rank-k update
-        self.residual_fourth += _image_gram_fourth(rows)
-        self.n_images += n
+        increments["residual_scatter"] = flat.T @ flat  # one symmetric rank-k update
+        increments["residual_fourth"] = _image_gram_fourth(rows)
+        # ... then one commit that an interrupt cannot split: the chunk is in, or not
+        with deferred_interrupts():
+            self._rescale_to(scale)
+            if first:
+                self.shift = shift
+            for name, increment in increments.items():
+                if isinstance(increment, np.ndarray):
+                    getattr(self, name).__iadd__(increment)
+                else:
+                    setattr(self, name, getattr(self, name) + increment)
+            self.n_images += n
+            self.largest = max(getattr(self, "largest", 0.0), largest)
         return self
 
     def _recentred(self, new_shift):
@@ -446,16 +462,19 @@ class GroupedViewStatistics:
             return self
         other = other.copy()
         common = max(self.scale, other.scale)
-        self._rescale_to(common)
         other._rescale_to(common)
-        s1, s2, s3, s4 = other._recentred(self.shift)
-        self.mean_sum += s1
-        self.mean_scatter += s2
-        self.mean_cubic += s3
-        self.mean_fourth += s4
-        self.residual_scatter += other.residual_scatter
-        self.residual_fourth += other.residual_fourth
-        self.n_images += other.n_images
+        with np.errstate(under="ignore"):  # as _rescale_to does
+            shift = self.shift * (np.float64(self.scale) / np.float64(common))
+        s1, s2, s3, s4 = other._recentred(shift)
+        with deferred_interrupts():  # all of other is added, or none of it
+            self._rescale_to(common)
+            self.mean_sum += s1
+            self.mean_scatter += s2
+            self.mean_cubic += s3
+            self.mean_fourth += s4
+            self.residual_scatter += other.residual_scatter
+            self.residual_fourth += other.residual_fourth
+            self.n_images += other.n_images
         return self
 
     def copy(self):
