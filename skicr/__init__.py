@@ -31,6 +31,7 @@ _LAZY = {
     "StreamingNoiseLevelSelector": "skicr.model_selection",
     "NoiseLevelDecisionWarning": "skicr.model_selection",
     "NoiseLevelGridWarning": "skicr.model_selection",
+    "LayerChoiceWarning": "skicr.model_selection",
     "ICRMonitor": "skicr.monitoring",
     "memorization_ratio": "skicr.monitoring",
 }

@@ -185,3 +185,17 @@ def test_scan_joint_layers(tiny_model, tmp_path, capsys):
     assert (out / "scan.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert f"chosen layer {best['layer']!r}" in printed and "probe accuracy peaks at layer" in printed
+    # the layer was chosen without labels: said plainly, in the output and in scan.json
+    layer_choice = report["layer_choice"]
+    assert layer_choice["label_free"] is True and layer_choice["settled"] is False
+    assert layer_choice["message"] in printed and "guess" in printed
+    # few-labels mode: sigma label-free within each layer, the layer from 2 labels per class
+    out = tmp_path / "few"
+    assert cli.main(["scan", "--model", tiny_model, "--out", str(out), "--layers", "down.1,mid",
+                     "--layer-scoring", "probe", "--labels-per-class", "2", *TINY_GRID]) == 0
+    _, report = read_outputs(out)
+    assert report["layer_choice"]["label_free"] is False
+    assert report["layer_choice"]["sigma_label_free"] is True
+    assert report["choice"]["layer_scoring"] == "probe"
+    assert report["choice"]["n_labels_per_class"] == 2
+    assert report["layer_choice"]["message"] in capsys.readouterr().out

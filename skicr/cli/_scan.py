@@ -261,6 +261,20 @@ def add_scan_parser(subparsers):
                              "(down.0,down.1,mid,up.0,up.1), all read from one forward pass per "
                              "sigma; reports the best (layer, sigma) and draws the ICR surface "
                              "as a heat map (instead of --layer)")
+    parser.add_argument("--layer-scoring", default=None,
+                        choices=["icr", "icr_insample", "lidar", "rankme", "icr_top", "icr_pca",
+                                 "invariant_rank", "invariant_dims", "probe"],
+                        help="with --layers: give each layer its own sigma (by --scoring and "
+                             "--rule) and compare the layers at those sigmas by this criterion; "
+                             "probe: by the probe's accuracy (needs --labels; see "
+                             "--labels-per-class). Default: the best cell over all layers and "
+                             "sigmas by --scoring, a label-free layer choice that the layer "
+                             "study found unreliable (docs/layer_study.md)")
+    parser.add_argument("--labels-per-class", type=int_at_least(1), default=None,
+                        help="few-labels mode: the probe uses only this many labelled images "
+                             "per class (a seeded draw; label -1 in --labels marks an unlabelled "
+                             "image); with --layers --layer-scoring probe the layer is chosen "
+                             "from these labels and sigma without labels")
     parser.add_argument("--pooling", default=d["pooling"], choices=["mean", "flatten", "auto"],
                         help="how a feature map becomes one vector per view: spatial mean, "
                              "or every value (high dimension) (default: %(default)s)")
@@ -273,10 +287,12 @@ def add_scan_parser(subparsers):
     parser.add_argument("--views", type=int_at_least(2), default=d["views"],
                         help="views (augmentation + noise) per image (default: %(default)s)")
     parser.add_argument("--scoring", default=d["scoring"],
-                        choices=["icr", "icr_insample", "lidar", "rankme"],
+                        choices=["icr", "icr_insample", "lidar", "rankme", "icr_top", "icr_pca",
+                                 "invariant_rank", "invariant_dims"],
                         help="the label-free criterion that chooses sigma: held-out ICR, "
-                             "in-sample ICR, LiDAR or RankMe; all are measured on the same "
-                             "folds (default: %(default)s, see docs/scan.md)")
+                             "in-sample ICR, LiDAR or RankMe (the last four: criteria meant for "
+                             "comparing layers, docs/layer_study.md); all are measured on the "
+                             "same folds (default: %(default)s, see docs/scan.md)")
     parser.add_argument("--rule", default=d["rule"],
                         choices=["best", "one_se_low", "one_se_high", "knee"],
                         help="how the criterion's curve picks sigma: its optimum, the smallest "
@@ -344,7 +360,59 @@ _DECISION_SENTENCES = {
     ),
 }
 _CRITERION_NAMES = {"icr": "held-out ICR", "icr_insample": "in-sample ICR", "lidar": "LiDAR",
-                    "rankme": "RankMe", "probe": "probe accuracy"}
+                    "rankme": "RankMe", "probe": "probe accuracy",
+                    "icr_top": "held-out ICR of the top directions",
+                    "icr_pca": "held-out ICR at a common width",
+                    "invariant_rank": "effective rank of the invariant part",
+                    "invariant_dims": "number of invariant dimensions"}
+
+
+def layer_choice_report(selector):
+    """What part of a joint (layer, sigma) choice used labels, and how reliable it is.
+
+    Parameters
+    ----------
+    selector : NoiseLevelSelector
+        Fitted with ``layers``.
+
+    Returns
+    -------
+    report : dict
+        ``label_free`` (the layer was chosen without labels), ``sigma_label_free``,
+        ``by`` (the criterion that chose the layer), ``n_labels_per_class``,
+        ``settled`` (False whenever the layer choice is label-free: the layer
+        study found it unreliable), ``study`` (what the study measured) and
+        ``message`` (the sentence printed by ``skicr scan``).
+    """
+    from skicr.recipes import LAYER_STUDY
+
+    by = selector.scoring if selector.layer_scoring is None else selector.layer_scoring
+    by = by if isinstance(by, str) else "score"
+    label_free = bool(selector.label_free_choice_["layer"])
+    sigma_free = bool(selector.label_free_choice_["sigma"])
+    k = selector.n_labels_per_class
+    few = LAYER_STUDY["few_labels"]
+    if label_free:
+        message = (
+            f"Warning: the layer {selector.best_layer_!r} was chosen without labels (by the "
+            f"{_CRITERION_NAMES.get(by, by)}), and label-free layer choices are unreliable "
+            f"({LAYER_STUDY['document']}: {LAYER_STUDY['label_free']}). Treat this layer as a "
+            f"guess, not a measured choice; check it with a few labels: --labels ... "
+            f"--layer-scoring probe --labels-per-class {few['k']} ({few['summary']})."
+        )
+    else:
+        labels = "every labelled image" if k is None else f"{k} labelled images per class"
+        how = (f"sigma within each layer without labels (by the "
+               f"{_CRITERION_NAMES.get(selector.scoring, selector.scoring)}), "
+               if sigma_free else "sigma by the probe too, ")
+        message = (f"The layer {selector.best_layer_!r} was chosen by the probe's accuracy on "
+                   f"{labels}; {how}see {LAYER_STUDY['document']} for how many labels it "
+                   "takes.")
+    return {"label_free": label_free, "sigma_label_free": sigma_free, "by": by,
+            "n_labels_per_class": k, "settled": not label_free,
+            "study": {"document": LAYER_STUDY["document"], "label_free": LAYER_STUDY["label_free"],
+                      "few_labels": few},
+            "message": message}
 
 
 def decision_sentence(selector):
@@ -596,13 +664,18 @@ def _run_scan(args, started, device, rank, world_size):
     def scan():
         import warnings
 
-        from skicr.model_selection import NoiseLevelDecisionWarning, NoiseLevelGridWarning
+        from skicr.model_selection import (
+            LayerChoiceWarning,
+            NoiseLevelDecisionWarning,
+            NoiseLevelGridWarning,
+        )
 
         blas = threadpool_limits(limits=1, user_api="blas") if narrow else nullcontext()
         with blas, warnings.catch_warnings():
             # said below as plain sentences (and written to scan.json)
             warnings.simplefilter("ignore", NoiseLevelDecisionWarning)
             warnings.simplefilter("ignore", NoiseLevelGridWarning)
+            warnings.simplefilter("ignore", LayerChoiceWarning)
             return selector.fit(data, y if use_probe else None)
 
     try:
@@ -641,6 +714,8 @@ def _run_scan(args, started, device, rank, world_size):
               f"grid sigma(s) as distinct noise levels (same timestep as another grid sigma); "
               f"each was scored once, at the kept sigma: {pairs}.")
     print(decision_sentence(selector))
+    if args.layers is not None:
+        print(layer_choice_report(selector)["message"])
 
     writer = ReportWriter(out, "scan.json")
     try:
@@ -749,8 +824,14 @@ def _make_selector(args, images, y, backbone, device, stream=False):
     """The scan's selector, its layer(s) checked on two images; whether the probe runs."""
     from skicr import FeatureExtractor, NoiseLevelSelector, StreamingNoiseLevelSelector
 
-    use_probe = not args.no_probe and y is not None and args.cv >= 2
-    if not args.no_probe and y is not None and args.cv < 2 and _is_rank0():
+    needs_labels = args.layer_scoring == "probe" or args.labels_per_class is not None
+    if needs_labels and (y is None or args.no_probe):
+        raise CLIError("--layer-scoring probe and --labels-per-class need --labels (and the "
+                       "probe: drop --no-probe).")
+    if args.layer_scoring is not None and args.layers is None:
+        raise CLIError("--layer-scoring compares layers: give --layers as well.")
+    use_probe = not args.no_probe and y is not None and (args.cv >= 2 or needs_labels)
+    if not args.no_probe and y is not None and args.cv < 2 and not needs_labels and _is_rank0():
         print("note: --cv 1 measures no held-out probe accuracy; the probe is skipped.",
               file=sys.stderr)
     extractor = FeatureExtractor(
@@ -786,6 +867,8 @@ def _make_selector(args, images, y, backbone, device, stream=False):
         layers=args.layers,
         probe=make_probe() if use_probe else None,
         scoring=args.scoring,
+        layer_scoring=args.layer_scoring,
+        n_labels_per_class=args.labels_per_class,
         selection_rule=args.rule,
         cv=args.cv,
         n_jobs=args.n_jobs,
@@ -849,11 +932,15 @@ def _write_scan_outputs(writer, args, selector, rho, undefined, model_descriptio
                                                "probe_best_layer": best_accuracy_layer}),
             "spearman_neg_icr_vs_accuracy": rho,
             "scoring": args.scoring,
+            "layer_scoring": args.layer_scoring,
+            "n_labels_per_class": args.labels_per_class,
             "rule": args.rule,
             "decision": selector.decision_,
             "decision_message": decision_sentence(selector),
             "clamped_sigmas": {f"{a:g}": b for a, b in selector.clamped_sigmas_.items()},
         },
+        # which part of a joint choice used labels, and how reliable the layer study found it
+        "layer_choice": layer_choice_report(selector) if args.layers is not None else None,
         # quantities reported as null, and why (a one-sigma grid has no rank correlation)
         "undefined": undefined,
     }

@@ -26,6 +26,7 @@ from ._covariance import (
 )
 from ._dual import DualDecomposition, dual_decompose, dual_heldout_icr, dual_mean_invariant_snr
 from ._icr import Decomposition, accumulate, decompose, heldout_icr, heldout_icr_from_statistics, icr_score
+from ._layers import heldout_spectrum, invariant_dimensions, invariant_effective_rank
 from ._spectrum import (
     FeatureScaleWarning,
     SingularResidualWarning,
@@ -63,8 +64,11 @@ __all__ = [
     "heldout_eigenvalues",
     "heldout_icr",
     "heldout_icr_from_statistics",
+    "heldout_spectrum",
     "icr_from_eigenvalues",
     "icr_score",
+    "invariant_dimensions",
+    "invariant_effective_rank",
     "is_streaming_estimator",
     "ledoit_wolf_from_moments",
     "lidar",

@@ -23,9 +23,19 @@ a dataset streamed once per sigma, from per-fold mergeable statistics, on one
 or many processes, with checkpoints.
 """
 
-from ._decision import NoiseLevelDecisionWarning, NoiseLevelGridWarning
+from ._checks import few_label_accuracy, few_label_splits
+from ._decision import LayerChoiceWarning, NoiseLevelDecisionWarning, NoiseLevelGridWarning
+from ._results import select_from_results
 from ._selector import NoiseLevelSelector
 from ._streaming import StreamingNoiseLevelSelector
 
-__all__ = ["NoiseLevelSelector", "StreamingNoiseLevelSelector", "NoiseLevelDecisionWarning",
-           "NoiseLevelGridWarning"]
+__all__ = [
+    "NoiseLevelSelector",
+    "StreamingNoiseLevelSelector",
+    "LayerChoiceWarning",
+    "NoiseLevelDecisionWarning",
+    "NoiseLevelGridWarning",
+    "few_label_accuracy",
+    "few_label_splits",
+    "select_from_results",
+]

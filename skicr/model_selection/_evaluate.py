@@ -6,11 +6,13 @@ import numpy as np
 from sklearn.base import clone
 
 from ..views import check_grouped_views
-from ._decision import LABEL_FREE_CRITERIA, fold_criteria
+from ._checks import few_label_accuracy
+from ._decision import COMMON_WIDTH, LABEL_FREE_CRITERIA, LAYER_CRITERIA, fold_criteria
 
 __all__ = []
 
-#: criteria measured on the folds besides the held-out ICR (each gets cv_results_ columns)
+#: criteria measured on the folds besides the held-out ICR (each gets cv_results_ columns;
+#: those of LAYER_CRITERIA only when the scorer measures them)
 EXTRA_CRITERIA = [name for name in LABEL_FREE_CRITERIA if name != "icr"]
 
 
@@ -48,30 +50,60 @@ class _FoldScorer:
     """What every grid task shares: the decomposer, the probe and the folds.
 
     Calling it scores one feature set (see :func:`_score_views`).
+    ``probe_splits`` (few-labels mode) are the probe's own (train, test)
+    image splits within the labelled draw; None: the probe uses ``splits``.
     """
 
-    def __init__(self, decomposer, probe, probe_features, splits, scoring_callable=None):
+    def __init__(self, decomposer, probe, probe_features, splits, scoring_callable=None, *,
+                 layer_criteria=False, common_width=COMMON_WIDTH, probe_splits=None):
         self.decomposer = decomposer
         self.probe = probe
         self.probe_features = probe_features
         self.splits = splits
         self.scoring_callable = scoring_callable
+        self.layer_criteria = layer_criteria
+        self.common_width = common_width
+        self.probe_splits = probe_splits
+
+    def criteria(self):
+        """Names of the label-free criteria measured besides the held-out ICR."""
+        return [name for name in EXTRA_CRITERIA
+                if self.layer_criteria or name not in LAYER_CRITERIA]
 
     def __call__(self, views, y):
-        return _score_views(views, y, self.decomposer, self.probe, self.probe_features,
-                            self.splits, self.scoring_callable)
+        result = _score_views(views, y, self.decomposer,
+                              None if self.probe_splits is not None else self.probe,
+                              self.probe_features, self.splits, self.scoring_callable,
+                              criteria=self.criteria(), common_width=self.common_width)
+        if self.probe is not None and self.probe_splits is not None:
+            result.update(_few_label_probe(views, y, self.probe, self.probe_features,
+                                           self.probe_splits))
+        return result
 
 
-def _score_views(views, y, decomposer, probe, probe_features, splits, scoring_callable=None):
+def _few_label_probe(views, y, probe, probe_features, splits):
+    """:func:`few_label_accuracy` with its time, as per-split lists."""
+    start = time.perf_counter()
+    accuracy = few_label_accuracy(views, y, probe, splits, probe_features)
+    seconds = (time.perf_counter() - start) / max(len(splits), 1)
+    return {"probe_accuracy": accuracy, "probe_time": [seconds] * len(accuracy)}
+
+
+def _score_views(views, y, decomposer, probe, probe_features, splits, scoring_callable=None, *,
+                 criteria=None, common_width=COMMON_WIDTH):
     """Held-out ICR, the other label-free criteria (and probe accuracy) of one feature set.
 
-    Returns a dict of per-split lists: ``icr``, one list per criterion of
-    ``EXTRA_CRITERIA`` (measured on each fold's test views), ``fit_time``,
-    ``score_time``; ``score`` with a ``scoring_callable(train_views,
-    test_views)``; and ``probe_accuracy``, ``probe_time`` when a probe is given.
+    Returns a dict of per-split lists: ``icr``, one list per name of
+    ``criteria`` (default: those of ``EXTRA_CRITERIA`` outside
+    ``LAYER_CRITERIA``), ``fit_time``, ``score_time``; ``score`` with a
+    ``scoring_callable(train_views, test_views)``; and ``probe_accuracy``,
+    ``probe_time`` when a probe is given.
     """
+    if criteria is None:
+        criteria = [name for name in EXTRA_CRITERIA if name not in LAYER_CRITERIA]
+    layer_criteria = any(name in LAYER_CRITERIA for name in criteria)
     result = {"icr": [], "fit_time": [], "score_time": []}
-    for name in EXTRA_CRITERIA:
+    for name in criteria:
         result[name] = []
     if scoring_callable is not None:
         result["score"] = []
@@ -79,9 +111,12 @@ def _score_views(views, y, decomposer, probe, probe_features, splits, scoring_ca
         result["probe_accuracy"] = []
         result["probe_time"] = []
 
-    def label_free(train_views, test_views):
-        for name, value in fold_criteria(test_views).items():
-            result[name].append(value)
+    def label_free(train_views, test_views, fitted_decomposer):
+        directions = getattr(fitted_decomposer, "components_", None) if layer_criteria else None
+        values = fold_criteria(test_views, train_views, directions, common_width,
+                               layer_criteria=layer_criteria)
+        for name in criteria:
+            result[name].append(values[name])
         if scoring_callable is not None:
             value = float(scoring_callable(train_views, test_views))
             if not np.isfinite(value):
@@ -96,7 +131,7 @@ def _score_views(views, y, decomposer, probe, probe_features, splits, scoring_ca
         start = time.perf_counter()
         result["icr"].append(_in_sample_icr(fitted_decomposer, views))
         result["score_time"].append(time.perf_counter() - start)
-        label_free(views, views)
+        label_free(views, views, fitted_decomposer)
         return result
 
     probe_X = None if probe is None else _probe_input(views, probe_features)
@@ -108,7 +143,7 @@ def _score_views(views, y, decomposer, probe, probe_features, splits, scoring_ca
         # the decomposer's score is minus the held-out ICR
         result["icr"].append(-float(fitted_decomposer.score(views[test])))
         result["score_time"].append(time.perf_counter() - start)
-        label_free(views[train], views[test])
+        label_free(views[train], views[test], fitted_decomposer)
         if probe is not None:
             start = time.perf_counter()
             fitted_probe = clone(probe).fit(probe_X[train], y[train])

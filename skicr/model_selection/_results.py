@@ -5,10 +5,16 @@ import warnings
 import numpy as np
 from scipy.stats import rankdata
 
-from ._decision import LABEL_FREE_CRITERIA, NoiseLevelDecisionWarning, curve_decision, select_index
+from ._decision import (
+    LABEL_FREE_CRITERIA,
+    SELECTION_RULES,
+    NoiseLevelDecisionWarning,
+    curve_decision,
+    select_index,
+)
 from ._evaluate import EXTRA_CRITERIA
 
-__all__ = []
+__all__ = ["select_from_results"]
 
 
 def _rank(values, greater_is_better):
@@ -55,7 +61,8 @@ def _scores_table(sigmas, results, with_probe, with_score=False):
         "std_icr": icr.std(axis=1),
     }
     cv_results["rank_icr"] = _rank(cv_results["mean_icr"], greater_is_better=False)
-    for name in EXTRA_CRITERIA + (["score"] if with_score else []):
+    measured = [name for name in EXTRA_CRITERIA if name in results[0]]
+    for name in measured + (["score"] if with_score else []):
         values = np.asarray([r[name] for r in results], dtype=np.float64)
         cv_results[f"mean_{name}"] = values.mean(axis=1)
         cv_results[f"std_{name}"] = values.std(axis=1)
@@ -94,27 +101,114 @@ def criterion_name(scoring):
     return "probe_accuracy" if scoring == "probe" else scoring
 
 
-def select(cv_results, scoring, rule, n_splits, n_sigmas):
+def _oriented_folds(cv_results, name):
+    """(n_rows, n_folds) values of one criterion, lower is better; every fold it has."""
+    n_folds = 0
+    while f"split{n_folds}_{name}" in cv_results:
+        n_folds += 1
+    if n_folds == 0:
+        raise ValueError(
+            f"cv_results has no per-fold values of {name!r} (keys split0_{name}, ...); "
+            "it was not measured by this search."
+        )
+    folds = np.column_stack([cv_results[f"split{k}_{name}"] for k in range(n_folds)])
+    if not np.all(np.isfinite(folds)):
+        raise ValueError(f"the {name} is not finite at every grid point; cannot choose.")
+    return folds if LABEL_FREE_CRITERIA.get(name, False) else -folds
+
+
+def _layer_blocks(cv_results):
+    """(start, stop) row ranges of each layer (layer-major rows); one block without layers."""
+    n_rows = len(cv_results["sigma"])
+    if "layer" not in cv_results:
+        return [(0, n_rows)]
+    layers = np.asarray(cv_results["layer"], dtype=object)
+    starts = [0] + [i for i in range(1, n_rows) if layers[i] != layers[i - 1]]
+    return list(zip(starts, starts[1:] + [n_rows]))
+
+
+def select_from_results(cv_results, scoring="icr", selection_rule="best", layer_scoring=None):
+    """The (layer, sigma) row a search's results choose, and how much the choice means.
+
+    The procedure of :class:`~skicr.NoiseLevelSelector`, as a function of
+    its ``cv_results_`` (so that other procedures can be compared on one
+    search without running the backbone again). ``layer_scoring=None``: the
+    optimum of ``scoring`` over every row, then ``selection_rule`` within its
+    layer. Otherwise each layer first gets its own sigma (``scoring`` and
+    ``selection_rule`` on that layer's curve), and ``layer_scoring``
+    compares the layers at those sigmas.
+
+    Parameters
+    ----------
+    cv_results : dict
+        ``cv_results_`` of a fitted :class:`~skicr.NoiseLevelSelector` (with or
+        without a ``layer`` key); every criterion used must have its per-fold
+        ``split{k}_<name>`` columns.
+    scoring : str, default="icr"
+        Criterion of the sigma choice: a label-free criterion
+        (``"icr"``, ``"icr_insample"``, ``"lidar"``, ``"rankme"``,
+        ``"icr_top"``, ``"icr_pca"``, ``"invariant_rank"``,
+        ``"invariant_dims"``), ``"probe"`` (the probe accuracy) or
+        ``"score"`` (a callable scoring's column).
+    selection_rule : {"best", "one_se_low", "one_se_high", "knee"}, default="best"
+        How a curve over sigma picks its point (see
+        :class:`~skicr.NoiseLevelSelector`).
+    layer_scoring : str or None, default=None
+        Criterion comparing the layers at their own sigma (same names as
+        ``scoring``); None: the joint optimum of ``scoring``.
+
+    Returns
+    -------
+    best_index : int
+        The chosen row of ``cv_results``.
+    decision : {"interior", "grid_edge", "flat"}
+        The verdict on the ``scoring`` curve of the chosen layer (see
+        ``NoiseLevelSelector.decision_``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skicr.model_selection import select_from_results
+    >>> cv_results = {"layer": np.array(["a", "a", "b", "b"], dtype=object),
+    ...               "sigma": np.array([0.1, 1.0, 0.1, 1.0]),
+    ...               "split0_icr": np.array([0.30, 0.40, 0.50, 0.45]),
+    ...               "split1_icr": np.array([0.32, 0.41, 0.52, 0.44]),
+    ...               "split0_invariant_dims": np.array([2.0, 1.0, 9.0, 8.0]),
+    ...               "split1_invariant_dims": np.array([2.5, 1.0, 8.0, 8.5])}
+    >>> select_from_results(cv_results)[0]                 # lowest ICR: layer a
+    0
+    >>> select_from_results(cv_results, layer_scoring="invariant_dims")[0]
+    3
+    """
+    if selection_rule not in SELECTION_RULES:
+        raise ValueError(f"selection_rule must be one of {SELECTION_RULES}; got {selection_rule!r}.")
+    oriented = _oriented_folds(cv_results, criterion_name(scoring))
+    blocks = _layer_blocks(cv_results)
+    if layer_scoring is None:
+        best_row = int(np.argmin(oriented.mean(axis=1)))
+        start, stop = next(block for block in blocks if block[0] <= best_row < block[1])
+        curve = oriented[start:stop]
+        return start + select_index(curve, selection_rule), curve_decision(curve, best_row - start)
+    by_layer = _oriented_folds(cv_results, criterion_name(layer_scoring))
+    candidates = [start + select_index(oriented[start:stop], selection_rule)
+                  for start, stop in blocks]
+    chosen = int(np.argmin([by_layer[row].mean() for row in candidates]))
+    start, stop = blocks[chosen]
+    curve = oriented[start:stop]
+    return candidates[chosen], curve_decision(curve, int(np.argmin(curve.mean(axis=1))))
+
+
+def select(cv_results, scoring, rule, layer_scoring=None):
     """The chosen row and what it means: (best index, best score, decision).
 
-    The scoring criterion's fold values form a curve over sigma (per layer);
-    ``rule`` picks its point (within the layer of the overall optimum) and
-    :func:`curve_decision` judges the optimum. The best score is greater is
-    better (minus the ICR). A decision other than "interior" warns with
-    :class:`NoiseLevelDecisionWarning`.
+    :func:`select_from_results`, then the verdict written to
+    ``cv_results["decision"]`` and, when it is not "interior", a
+    :class:`NoiseLevelDecisionWarning`. The best score is that of ``scoring``
+    at the chosen row, greater is better (minus the ICR).
     """
     name = criterion_name(scoring)
-    lower_is_better = LABEL_FREE_CRITERIA.get(name, False)
-    folds = np.column_stack([cv_results[f"split{k}_{name}"] for k in range(n_splits)])
-    if not np.all(np.isfinite(folds)):
-        raise ValueError(f"the {name} is not finite at every sigma; cannot choose a noise level.")
-    oriented = folds if lower_is_better else -folds  # lower is better from here on
-    best_row = int(np.argmin(oriented.mean(axis=1)))
-    start = (best_row // n_sigmas) * n_sigmas  # the layer's rows (layer-major)
-    curve = oriented[start:start + n_sigmas]
-    best = start + select_index(curve, rule)
-    decision = curve_decision(curve, best_row - start)
-    mean = float(folds[best].mean())
+    best, decision = select_from_results(cv_results, scoring, rule, layer_scoring)
+    mean = float(-_oriented_folds(cv_results, name)[best].mean())  # greater is better
     verdicts = np.empty(cv_results["sigma"].size, dtype=object)
     verdicts[:] = decision
     cv_results["decision"] = verdicts
@@ -129,7 +223,7 @@ def select(cv_results, scoring, rule, n_splits, n_sigmas):
             NoiseLevelDecisionWarning,
             stacklevel=4,  # the caller of fit (through sklearn's fit wrapper)
         )
-    return best, (-mean if lower_is_better else mean), decision
+    return best, mean, decision
 
 
 def surface(cv_results, key, layers, sigmas):

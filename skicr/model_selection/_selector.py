@@ -20,19 +20,31 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._utils.validation import check_sigma_grid
 from ._checks import (
+    _labelled_mask,
     check_images_and_labels,
     check_layers,
     distinct_grid,
+    few_label_splits,
     make_splits,
     shared_backbone,
 )
-from ._decision import SELECTION_RULES, NoiseLevelGridWarning
+from ._decision import (
+    COMMON_WIDTH,
+    LABEL_FREE_CRITERIA,
+    LAYER_CRITERIA,
+    SELECTION_RULES,
+    LayerChoiceWarning,
+    NoiseLevelGridWarning,
+    layer_choice_message,
+)
 from ._evaluate import _FoldScorer, evaluate_sigma
 from ._results import format_results, select, surface
 
 __all__ = ["NoiseLevelSelector"]
 
 _SEED_MAX = np.iinfo(np.int32).max
+#: the named scorings: every label-free criterion, and the probe
+_SCORINGS = set(LABEL_FREE_CRITERIA) | {"probe"}
 
 
 class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
@@ -84,18 +96,35 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         Fitted on the training views of each fold and scored on the test
         views; its ``score`` must be minus the held-out ICR. None means
         :class:`skicr.InvariantResidualDecomposer` with its defaults.
-    scoring : {"icr", "icr_insample", "lidar", "rankme", "probe"} or callable, default="icr"
+    scoring : str or callable, default="icr"
         What chooses ``best_sigma_``. Label-free: ``"icr"``, the held-out
         ICR (lower is better; the decomposer fitted on each fold's training
         images, scored on its test images); ``"icr_insample"``, the ICR of
         each fold's test images alone; ``"lidar"`` and ``"rankme"`` of each
-        fold's test views (higher is better); or a callable
+        fold's test views (higher is better); the criteria meant for
+        comparing layers of different width (measured in every joint search,
+        see ``docs/layer_study.md``): ``"icr_top"`` (held-out ICR of the top
+        ``common_width`` training Fisher directions), ``"icr_pca"`` (held-out
+        ICR after a PCA of the fold's training views to ``common_width``
+        dimensions), ``"invariant_rank"`` (effective rank of Sigma_s of the
+        test views, higher is better) and ``"invariant_dims"``
+        (:func:`skicr.metrics.invariant_dimensions` of the held-out,
+        bias-corrected spectrum, higher is better); or a callable
         ``scoring(train_views, test_views) -> float``, greater is better,
         called on every fold. ``"probe"``: the highest mean probe accuracy
         (needs ``probe`` and ``y``). Every built-in label-free criterion is
         measured on the same folds whatever ``scoring`` is, and reported in
         ``cv_results_``. The default follows the pre-registered zoo study
         (``docs/noise_level_study.md``).
+    layer_scoring : str or None, default=None
+        With ``layers``: how the layers are compared. None: the cell with the
+        best ``scoring`` over all (layer, sigma) cells. A name (any of
+        ``scoring``'s, ``"probe"`` included): each layer first gets its own
+        sigma by ``scoring`` and ``selection_rule`` (label-free when
+        ``scoring`` is), then the layers are compared at those sigmas by this
+        criterion. ``layer_scoring="probe"`` with ``n_labels_per_class``
+        is the few-labels mode: sigma without labels, the layer from a few
+        labels (``docs/layer_study.md`` measures how many it takes).
     selection_rule : {"best", "one_se_low", "one_se_high", "knee"}, default="best"
         How the scoring curve over sigma picks a point. ``"best"``: its
         optimum. ``"one_se_low"`` / ``"one_se_high"``: the smallest /
@@ -103,7 +132,7 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         folds of the optimum's. ``"knee"``: the last point before the curve
         rises away from its optimum (furthest from the chord between the
         optimum and the grid's end). With ``layers``, the rule runs within
-        the layer of the optimum.
+        the layer of the optimum (within every layer with ``layer_scoring``).
     probe : classifier, default=None
         Cloned and fitted on the training images of each fold (with ``y``),
         then its accuracy is measured on the test images. Ignored when ``y``
@@ -115,6 +144,21 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         predict. ``"view_mean"``: the mean over the views (the estimated
         invariant part), which averages noise away and so favours larger
         sigmas than a single forward pass would.
+    n_labels_per_class : int or None, default=None
+        Few-labels mode: the probe sees only this many labelled images per
+        class (a seeded draw, :func:`skicr.model_selection.few_label_splits`;
+        ``y = -1`` marks an unlabelled image, scikit-learn's semi-supervised
+        convention). Its accuracy, in ``cv_results_`` and for the choice, is
+        then estimated on the drawn images alone
+        (:func:`skicr.model_selection.few_label_accuracy`): trained on views
+        1..V-1 of the training images of ``min(n_labels_per_class, 5)``
+        stratified folds of the drawn images, tested on view 0 of the held-out
+        ones (with 1 image per class: trained on views 1..V-1 and tested on
+        view 0 of the same images, an optimistic estimate). None: every
+        labelled image, on the ``cv`` folds.
+    common_width : int, default=16
+        The fixed number of directions of ``"icr_top"`` and the common width
+        of ``"icr_pca"`` (a layer narrower than it keeps all of its own).
     cv : int, cross-validation generator, iterable or None, default=5
         Folds over images. An int >= 2 means
         ``KFold(cv, shuffle=True)`` seeded from ``random_state``; 1 or None
@@ -184,6 +228,11 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         The chosen noise level.
     best_layer_ : str
         The chosen layer. Only with ``layers``.
+    label_free_choice_ : dict
+        Which part of the choice used no label: ``{"sigma": bool}``, and
+        ``"layer"`` with ``layers``. A label-free layer choice comes with a
+        :class:`~skicr.model_selection.LayerChoiceWarning` stating what the
+        layer study measured for it.
     icr_surface_ : pandas.DataFrame of shape (n_layers, n_sigmas)
         Mean held-out ICR (in-sample with ``cv=1``), index ``layer``,
         columns ``sigma``. Only with ``layers``.
@@ -191,7 +240,7 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         Mean probe accuracy, laid out as ``icr_surface_``. Only with
         ``layers`` and when a probe was evaluated.
     best_score_ : float
-        Mean score of the chosen sigma, greater is better: minus its mean
+        Mean ``scoring`` of the chosen row, greater is better: minus its mean
         held-out ICR (``scoring="icr"``) or its mean probe accuracy.
     best_estimator_ : Pipeline
         ``Pipeline([("extract", extractor), ("decompose", decomposer)])`` at
@@ -240,10 +289,13 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         "sigmas": ["array-like"],
         "layers": ["array-like", str, None],
         "decomposer": [HasMethods(["fit", "score"]), None],
-        "scoring": [StrOptions({"icr", "icr_insample", "lidar", "rankme", "probe"}), callable],
+        "scoring": [StrOptions(_SCORINGS), callable],
+        "layer_scoring": [StrOptions(_SCORINGS), None],
         "selection_rule": [StrOptions(set(SELECTION_RULES))],
         "probe": [HasMethods(["fit", "predict"]), None],
         "probe_features": [StrOptions({"first_view", "view_mean"})],
+        "n_labels_per_class": [Interval(Integral, 1, None, closed="left"), None],
+        "common_width": [Interval(Integral, 1, None, closed="left")],
         "cv": [Interval(Integral, 1, None, closed="left"), "cv_object"],
         "n_jobs": [Integral, None],
         "refit": ["boolean"],
@@ -259,9 +311,12 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         layers=None,
         decomposer=None,
         scoring="icr",
+        layer_scoring=None,
         selection_rule="best",
         probe=None,
         probe_features="first_view",
+        n_labels_per_class=None,
+        common_width=COMMON_WIDTH,
         cv=5,
         n_jobs=None,
         refit=True,
@@ -273,9 +328,12 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         self.layers = layers
         self.decomposer = decomposer
         self.scoring = scoring
+        self.layer_scoring = layer_scoring
         self.selection_rule = selection_rule
         self.probe = probe
         self.probe_features = probe_features
+        self.n_labels_per_class = n_labels_per_class
+        self.common_width = common_width
         self.cv = cv
         self.n_jobs = n_jobs
         self.refit = refit
@@ -330,12 +388,35 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
                 stacklevel=3,
             )
             sigmas = sigmas[keep]
-        n_images, y, probe = check_images_and_labels(images, y, self.scoring, self.probe)
+        if self.layer_scoring is not None and layers is None:
+            raise ValueError("layer_scoring compares layers: give layers=[...] as well.")
+        uses_probe = "probe" if "probe" in (self.scoring, self.layer_scoring) else self.scoring
+        n_images, y, probe = check_images_and_labels(images, y, uses_probe, self.probe)
         rng = check_random_state(self.random_state)
         split_seed = rng.randint(_SEED_MAX)
         feature_seed = None if self.random_state is None else int(rng.randint(_SEED_MAX))
-        splits = make_splits(self.cv, n_images, y, groups, split_seed)
-        if probe is not None and splits is None:
+        probe_splits = None
+        if self.n_labels_per_class is not None:
+            if probe is None:
+                raise ValueError("n_labels_per_class needs a probe and labels y.")
+            if self.n_labels_per_class == 1 and self.probe_features == "view_mean":
+                raise ValueError(
+                    'n_labels_per_class=1 with probe_features="view_mean" would test the probe '
+                    "on its own training rows; use probe_features=\"first_view\" or more labels."
+                )
+            # a seed of its own, so that the folds and the features do not move with it
+            probe_splits = few_label_splits(y, self.n_labels_per_class,
+                                            random_state=None if self.random_state is None
+                                            else int(rng.randint(_SEED_MAX)))
+        elif y is not None and not np.all(_labelled_mask(y)):
+            raise ValueError(
+                "y marks some images as unlabelled (-1): give n_labels_per_class to use only "
+                "the labelled ones for the probe."
+            )
+        # the probe's folds hold labels; the ICR's folds ignore them (-1 is not a class there)
+        fold_y = None if probe_splits is not None else y
+        splits = make_splits(self.cv, n_images, fold_y, groups, split_seed)
+        if probe is not None and splits is None and probe_splits is None:
             raise ValueError(
                 "the probe accuracy needs held-out images: use cv >= 2 (or no probe) "
                 f"instead of cv={self.cv!r}."
@@ -343,7 +424,11 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         extractor = self._seeded_extractor(feature_seed)
         decomposer = self._make_decomposer()
         scoring_callable = self.scoring if callable(self.scoring) else None
-        scorer = _FoldScorer(decomposer, probe, self.probe_features, splits, scoring_callable)
+        layer_criteria = layers is not None or bool(
+            {self.scoring, self.layer_scoring} & set(LAYER_CRITERIA))
+        scorer = _FoldScorer(decomposer, probe, self.probe_features, splits, scoring_callable,
+                             layer_criteria=layer_criteria, common_width=self.common_width,
+                             probe_splits=probe_splits)
 
         with shared_backbone(self.extractor, layers):
             results = self._run_grid(extractor, sigmas, images, y, scorer, layers)
@@ -352,12 +437,18 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         self.cv_results_ = format_results(sigmas, layers, results, probe is not None,
                                           with_score=scoring_callable is not None)
         self.best_index_, self.best_score_, self.decision_ = select(
-            self.cv_results_, self.scoring, self.selection_rule, self.n_splits_, sigmas.size
+            self.cv_results_, self.scoring, self.selection_rule, self.layer_scoring
         )
         best_params = dict(self.cv_results_["params"][self.best_index_])
         self.best_sigma_ = best_params["sigma"]
+        self.label_free_choice_ = {"sigma": self.scoring != "probe"}
         if layers is not None:
             self.best_layer_ = best_params["layer"]
+            layer_by = self.scoring if self.layer_scoring is None else self.layer_scoring
+            self.label_free_choice_["layer"] = layer_by != "probe"
+            if self.label_free_choice_["layer"] and len(layers) > 1:
+                warnings.warn(layer_choice_message(self.best_layer_, layer_by),
+                              LayerChoiceWarning, stacklevel=3)
             self.icr_surface_ = surface(self.cv_results_, "mean_icr", layers, sigmas)
             if probe is not None:
                 self.probe_surface_ = surface(self.cv_results_, "mean_probe_accuracy", layers, sigmas)

@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from .._utils.distributed import broadcast_seed, resolve_distributed
 from .._utils.validation import check_int, check_sigma_grid, check_streaming_estimator
 from ._checks import distinct_grid, make_splits
-from ._decision import SELECTION_RULES, NoiseLevelGridWarning
+from ._decision import LAYER_CRITERIA, SELECTION_RULES, NoiseLevelGridWarning
 from ._evaluate import EXTRA_CRITERIA
 from ._results import format_results, select
 from ._selector import _SEED_MAX, NoiseLevelSelector
@@ -79,7 +79,9 @@ def score_fold_statistics(statistics, decomposer, probe=None, features=None, lab
     ``score_time``; ``probe_accuracy``, ``probe_time`` with a probe). One fold
     means no split: the in-sample ICR of all images.
     """
-    result = {"icr": [], "fit_time": [], "score_time": [], **{name: [] for name in EXTRA_CRITERIA}}
+    # the criteria of a single-layer search (no layer criteria: they need the views)
+    criteria = [name for name in EXTRA_CRITERIA if name not in LAYER_CRITERIA]
+    result = {"icr": [], "fit_time": [], "score_time": [], **{name: [] for name in criteria}}
     if probe is not None:
         result["probe_accuracy"], result["probe_time"] = [], []
     if len(statistics) == 1:
@@ -439,7 +441,7 @@ class StreamingNoiseLevelSelector(NoiseLevelSelector):
         self.n_splits_ = 1 if splits is None else len(splits)
         self.cv_results_ = format_results(sigmas, None, results, probe is not None)
         self.best_index_, self.best_score_, self.decision_ = select(
-            self.cv_results_, self.scoring, self.selection_rule, self.n_splits_, sigmas.size
+            self.cv_results_, self.scoring, self.selection_rule
         )
         self.best_sigma_ = dict(self.cv_results_["params"][self.best_index_])["sigma"]
         if self.refit:

@@ -1,0 +1,398 @@
+"""The layer study's analysis and report (docs/layer_study.md), from the stored JSON only.
+
+Reads benchmarks/results/layer_study/<model>.json (written by
+benchmarks/layer_study.py), evaluates every pre-registered candidate procedure
+with :func:`skicr.model_selection.select_from_results` (the selector's own
+choice), chooses the label-free default on the development half, writes
+benchmarks/results/layer_study_choice.json, the report
+benchmarks/results/layer_study.md and the heat maps docs/_static/layer_study_*.png::
+
+    python benchmarks/layer_study_report.py            # report from the stored JSON
+    python benchmarks/layer_study_report.py --choose   # dev only: write the choice file
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "layer_study"
+REPORT = ROOT / "benchmarks" / "results" / "layer_study.md"
+CHOICE = ROOT / "benchmarks" / "results" / "layer_study_choice.json"
+FIGURES = ROOT / "docs" / "_static"
+#: models drawn as heat maps in the report and docs/scan.md
+HEATMAP_MODELS = ("digits_shipped", "shapes_dit_flow", "digits_unet_s")
+
+#: the pre-registered criteria, in the protocol's order
+CRITERIA = ("icr", "icr_insample", "icr_top", "icr_pca", "invariant_rank", "invariant_dims",
+            "lidar", "rankme")
+#: the pre-registered procedures: (name, scoring, selection_rule, layer_scoring) per criterion
+PROCEDURES = ("joint", "per_layer_best", "per_layer_one_se_low")
+
+
+def candidates():
+    """Every pre-registered candidate: name -> selector parameters."""
+    out = {}
+    for criterion in CRITERIA:
+        out[f"joint({criterion})"] = dict(scoring=criterion, selection_rule="best",
+                                          layer_scoring=None)
+        out[f"per_layer({criterion}, best)"] = dict(scoring="icr", selection_rule="best",
+                                                    layer_scoring=criterion)
+        out[f"per_layer({criterion}, one_se_low)"] = dict(scoring="icr",
+                                                          selection_rule="one_se_low",
+                                                          layer_scoring=criterion)
+    # the protocol's order: criteria as in its table, the three procedures of each
+    return out
+
+
+def load_records(out_dir=RESULTS):
+    records = {}
+    for path in sorted(out_dir.glob("*.json")):
+        record = json.loads(path.read_text())
+        cv = record["cv_results"]
+        for key, value in cv.items():
+            cv[key] = np.asarray(value, dtype=object if key in ("layer", "param_layer",
+                                                                "decision") else float)
+        records[record["model"]] = record
+    return records
+
+
+def probe_folds(cv):
+    n = 0
+    while f"split{n}_probe_accuracy" in cv:
+        n += 1
+    return np.column_stack([cv[f"split{k}_probe_accuracy"] for k in range(n)])
+
+
+def outcome(record, index):
+    """Gap (points) between the probe optimum and row ``index``, with its paired SE."""
+    cv = record["cv_results"]
+    acc = probe_folds(cv)
+    mean = acc.mean(axis=1)
+    best = int(np.argmax(mean))
+    gap = acc[best] - acc[index]
+    return {
+        "chosen_layer": str(cv["layer"][index]), "chosen_sigma": float(cv["sigma"][index]),
+        "best_layer": str(cv["layer"][best]), "best_sigma": float(cv["sigma"][best]),
+        "acc_chosen": float(mean[index]), "acc_best": float(mean[best]),
+        "gap_points": float(100 * gap.mean()),
+        "gap_se_points": float(100 * gap.std(ddof=1) / np.sqrt(gap.size)),
+        "same_layer": str(cv["layer"][index]) == str(cv["layer"][best]),
+    }
+
+
+def evaluate(record, params):
+    from skicr.model_selection import select_from_results
+
+    index, decision = select_from_results(record["cv_results"], **params)
+    return {**outcome(record, index), "decision": decision}
+
+
+def summarize(outcomes):
+    gaps = np.array([o["gap_points"] for o in outcomes])
+    return {"within_2pt": float(np.mean(gaps <= 2.0)), "n_within_2pt": int(np.sum(gaps <= 2.0)),
+            "mean_gap": float(gaps.mean()), "worst_gap": float(gaps.max()),
+            "same_layer": int(sum(o["same_layer"] for o in outcomes)),
+            "n_models": len(outcomes)}
+
+
+def rank_candidates(table):
+    """The pre-registered order of preference on the development half."""
+    names = list(table)
+    return sorted(names, key=lambda n: (-table[n]["within_2pt"], table[n]["mean_gap"],
+                                        table[n]["worst_gap"], names.index(n)))
+
+
+def choose(records):
+    """The dev-only choice; writes the choice file (never reads a held-out record)."""
+    dev = [r for r in records.values() if r["split"] == "dev"]
+    table = {name: summarize([evaluate(r, params) for r in dev])
+             for name, params in candidates().items()}
+    ranked = rank_candidates(table)
+    choice = {"winner": ranked[0], "params": candidates()[ranked[0]],
+              "dev_models": sorted(r["model"] for r in dev), "dev_table": table,
+              "few_labels_default": choose_few_labels(dev)}
+    CHOICE.write_text(json.dumps(choice, indent=1) + "\n")
+    return choice
+
+
+# ----------------------------------------------------------------- few labels
+def few_label_cv(record, accuracies, cells):
+    """The record's cv_results with the probe columns replaced by k-label accuracies at
+    ``cells`` ((layer, sigma) pairs; 0 elsewhere, never a candidate of the procedure)."""
+    cv = dict(record["cv_results"])
+    n_splits = len(accuracies[0])
+    for k in range(n_splits):
+        column = np.zeros(len(cv["sigma"]))
+        for (layer, sigma), acc in zip(cells, accuracies):
+            row = np.flatnonzero((cv["layer"] == layer) & np.isclose(cv["sigma"], sigma))[0]
+            column[row] = acc[k]
+        cv[f"split{k}_probe_accuracy"] = column
+    k = n_splits
+    while f"split{k}_probe_accuracy" in cv:
+        del cv[f"split{k}_probe_accuracy"]
+        k += 1
+    return cv
+
+
+def few_label_outcomes(record):
+    """{procedure: {k: [outcome per seed]}} on the record's full-probe ground truth."""
+    from skicr.model_selection import select_from_results
+
+    few = record["few_labels"]
+    cells = [tuple(cell) for cell in few["layer_cells"]]
+    out = {"fewlabel_layer": {}, "fewlabel_joint": {}}
+    for k, by_seed in few["layer"].items():
+        out["fewlabel_layer"][int(k)] = []
+        for accuracies in by_seed.values():
+            cv = few_label_cv(record, accuracies, cells)
+            index, _ = select_from_results(cv, scoring="icr", layer_scoring="probe")
+            out["fewlabel_layer"][int(k)].append(outcome(record, index))
+    all_cells = [(layer, sigma) for layer in record["layers"] for sigma in record["sigmas"]]
+    out["fewlabel_joint"][int(few["joint_k"])] = []
+    for accuracies in few["joint"].values():
+        cv = few_label_cv(record, accuracies, all_cells)
+        index, _ = select_from_results(cv, scoring="probe")
+        out["fewlabel_joint"][int(few["joint_k"])].append(outcome(record, index))
+    return out
+
+
+def choose_few_labels(dev):
+    """fewlabel_layer or fewlabel_joint: the smaller mean gap at k = 5 on dev."""
+    gaps = {"fewlabel_layer": [], "fewlabel_joint": []}
+    for record in dev:
+        outcomes = few_label_outcomes(record)
+        gaps["fewlabel_layer"] += [o["gap_points"] for o in outcomes["fewlabel_layer"][5]]
+        gaps["fewlabel_joint"] += [o["gap_points"] for o in outcomes["fewlabel_joint"][5]]
+    means = {name: float(np.mean(values)) for name, values in gaps.items()}
+    return {"procedure": min(means, key=means.get), "dev_mean_gap_k5": means}
+
+
+# ----------------------------------------------------------------- report
+def table(rows, header):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def model_rows(records, params):
+    rows = []
+    for name, record in records.items():
+        o = evaluate(record, params)
+        rows.append([f"`{name}`", f"`{o['chosen_layer']}`, {o['chosen_sigma']:.3g}",
+                     f"`{o['best_layer']}`, {o['best_sigma']:.3g}", f"{o['acc_chosen']:.3f}",
+                     f"{o['acc_best']:.3f}",
+                     f"{o['gap_points']:.2f} ({o['gap_se_points']:.2f})",
+                     "yes" if o["gap_points"] <= 2 else "no", o["decision"]])
+    return rows
+
+
+MODEL_HEADER = ["model", "chosen (layer, sigma)", "probe optimum", "acc. at choice",
+                "best acc.", "gap, points (paired SE)", "within 2", "decision"]
+
+
+def correlations(record):
+    """Per-model rank agreement: across sigma within layers, and across layers."""
+    cv = record["cv_results"]
+    layers = record["layers"]
+    n_sigmas = len(record["sigmas"])
+    acc = np.asarray(cv["mean_probe_accuracy"]).reshape(len(layers), n_sigmas)
+    out = {}
+    for criterion in CRITERIA:
+        sign = -1.0 if criterion.startswith("icr") else 1.0
+        values = sign * np.asarray(cv[f"mean_{criterion}"]).reshape(len(layers), n_sigmas)
+        # across layers: each layer's best criterion value vs its best accuracy
+        rho = spearmanr(values.max(axis=1), acc.max(axis=1)).statistic
+        out[criterion] = None if not np.isfinite(rho) else float(rho)
+    return out
+
+
+def plot_heatmaps(records, names, path):
+    """Criterion and accuracy over layer x sigma, one row of panels per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skicr.plotting import plot_icr_surface
+
+    names = [n for n in names if n in records]
+    if not names:
+        return None
+    plt.rcParams.update({"font.size": 10})
+    heights = [1.6 + 0.42 * len(records[n]["layers"]) for n in names]
+    fig, axes = plt.subplots(len(names), 2, figsize=(13, sum(heights) + 0.6),
+                             gridspec_kw={"height_ratios": heights}, layout="constrained",
+                             squeeze=False)
+    for row, name in enumerate(names):
+        cv = {key: value for key, value in records[name]["cv_results"].items()}
+        plot_icr_surface(cv, ax=axes[row, 0], title=f"{name}: held-out ICR")
+        plot_icr_surface(cv, value="probe_accuracy", ax=axes[row, 1],
+                         title=f"{name}: probe accuracy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def write_report(out_dir=RESULTS):
+    records = load_records(out_dir)
+    if not CHOICE.is_file():
+        raise SystemExit("no choice file: run with --choose once the dev records exist")
+    choice = json.loads(CHOICE.read_text())
+    dev = {n: r for n, r in records.items() if r["split"] == "dev"}
+    held = {n: r for n, r in records.items() if r["split"] == "heldout"}
+    winner, params = choice["winner"], choice["params"]
+    lines = [
+        "# Layer study: results",
+        "",
+        "Protocol: docs/layer_study.md (committed before any held-out number). Generated by "
+        "`python benchmarks/layer_study_report.py` from benchmarks/results/layer_study/*.json; "
+        "the label-free default was chosen on the development half alone "
+        "(benchmarks/results/layer_study_choice.json, committed before the held-out models "
+        "ran).",
+        "",
+        "Probe accuracy: the scan's probe on one augmented noisy view, 5 stratified folds of "
+        "400 images; the probe optimum is the best of the model's layer x sigma cells; the "
+        "gap is in points of accuracy (paired standard error over the folds).",
+        "",
+        "## Every candidate on both halves",
+        "",
+    ]
+    rows = []
+    for name, p in candidates().items():
+        d = summarize([evaluate(r, p) for r in dev.values()]) if dev else None
+        h = summarize([evaluate(r, p) for r in held.values()]) if held else None
+
+        def cell(s):
+            if s is None:
+                return ["", "", "", ""]
+            return [f"{s['n_within_2pt']}/{s['n_models']}", f"{s['mean_gap']:.1f}",
+                    f"{s['worst_gap']:.1f}", f"{s['same_layer']}/{s['n_models']}"]
+
+        rows.append([f"`{name}`" + (" **(chosen)**" if name == winner else "")] + cell(d)
+                    + cell(h))
+    lines += [table(rows, ["candidate", "dev within 2", "dev mean gap", "dev worst",
+                           "dev best layer", "held-out within 2", "held-out mean gap",
+                           "held-out worst", "held-out best layer"]), ""]
+    lines += [f"## The dev-chosen candidate: `{winner}`", "",
+              f"Selector parameters: `{params}`.", ""]
+    for half, recs in (("development", dev), ("held-out", held)):
+        if not recs:
+            continue
+        s = summarize([evaluate(r, params) for r in recs.values()])
+        lines += [f"### {half}: {s['n_within_2pt']} of {s['n_models']} within 2 points "
+                  f"(mean gap {s['mean_gap']:.1f}, worst {s['worst_gap']:.1f})", "",
+                  table(model_rows(recs, params), MODEL_HEADER), ""]
+    if held:
+        s = summarize([evaluate(r, params) for r in held.values()])
+        met = s["within_2pt"] >= 0.8
+        lines += [f"**Goal** (held-out, within 2 points for >= 80% of models): "
+                  f"{'met' if met else 'not met'} ({s['n_within_2pt']} of {s['n_models']}).", ""]
+    base = candidates()["joint(icr)"]
+    lines += ["## The current default, `joint(icr)` (lowest held-out ICR over all cells)", "",
+              table(model_rows(records, base), MODEL_HEADER), ""]
+
+    lines += ["## Across layers: does a criterion rank the layers as the probe does?", "",
+              "Spearman correlation, over a model's layers, between each layer's best criterion "
+              "value (over sigma, oriented so that higher is better) and its best probe "
+              "accuracy.", ""]
+    corr_rows = []
+    for name, record in records.items():
+        c = correlations(record)
+        corr_rows.append([f"`{name}`"] + ["" if c[k] is None else f"{c[k]:.2f}"
+                                          for k in CRITERIA])
+    lines += [table(corr_rows, ["model"] + [f"`{c}`" for c in CRITERIA]), ""]
+
+    lines += few_labels_section(records, choice)
+    lines += ["## Cost", ""]
+    cost_rows = [[f"`{n}`", len(r["layers"]), len(r["sigmas"]),
+                  f"{sum(r['extract_seconds']):.0f}", f"{r['score_seconds']:.0f}",
+                  f"{r['few_seconds']:.0f}"] for n, r in records.items()]
+    lines += [table(cost_rows, ["model", "layers", "sigmas", "extraction s (one pass per sigma)",
+                                "selector s (all cells, 5 folds, probe)",
+                                "few-labels probes s"]), "",
+              "Seconds on the session's shared 2-core machine at nice 19 (one torch and one "
+              "BLAS thread): indicative only.", ""]
+    figure = plot_heatmaps(records, HEATMAP_MODELS, FIGURES / "layer_study_heatmaps.png")
+    if figure is not None:
+        lines += ["## Heat maps", "",
+                  f"![held-out ICR and probe accuracy over layer x sigma]"
+                  f"(../../docs/_static/{figure.name})", ""]
+    REPORT.write_text("\n".join(lines) + "\n")
+    print(REPORT.read_text())
+    return records
+
+
+def few_labels_section(records, choice):
+    lines = ["## Few labels: accuracy of the chosen cell against k labelled images per class",
+             "",
+             "`fewlabel_layer(k)`: sigma by the held-out ICR within each layer (label-free), the "
+             "layer by the k-labels probe (`NoiseLevelSelector(layer_scoring=\"probe\", "
+             "n_labels_per_class=k)`), 5 draws per k. `fewlabel_joint(k)`: the k-labels probe "
+             "over every cell (`scoring=\"probe\"`), 3 draws. The accuracy of the chosen cell is "
+             "the full 5-fold probe's (the study's ground truth); within 2: share of (model, "
+             "draw) pairs within 2 points of the probe optimum.", "",
+             f"Recommended procedure (dev, smaller mean gap at k = 5): "
+             f"`{choice['few_labels_default']['procedure']}` "
+             f"(dev mean gaps at k = 5: " + ", ".join(
+                 f"{k} {v:.1f}" for k, v in choice["few_labels_default"]["dev_mean_gap_k5"].items())
+             + ").", ""]
+    rows, curve = [], {}
+    for half in ("dev", "heldout", "all"):
+        recs = [r for r in records.values() if half == "all" or r["split"] == half]
+        if not recs:
+            continue
+        outcomes = [few_label_outcomes(r) for r in recs]
+        for procedure in ("fewlabel_layer", "fewlabel_joint"):
+            ks = sorted(outcomes[0][procedure])
+            for k in ks:
+                pooled = [o for out in outcomes for o in out[procedure][k]]
+                gaps = np.array([o["gap_points"] for o in pooled])
+                acc = np.array([o["acc_chosen"] for o in pooled])
+                rows.append([half, f"`{procedure}`", k, len(recs), len(pooled) // len(recs),
+                             f"{acc.mean():.3f}", f"{gaps.mean():.1f}",
+                             f"{np.median(gaps):.1f}", f"{gaps.max():.1f}",
+                             f"{np.mean(gaps <= 2):.0%}"])
+                curve[(half, procedure, k)] = {"mean_gap": float(gaps.mean()),
+                                               "within_2pt": float(np.mean(gaps <= 2))}
+    lines += [table(rows, ["models", "procedure", "k per class", "models", "draws",
+                           "mean acc. of choice", "mean gap", "median gap", "worst gap",
+                           "within 2"]), ""]
+    per_model = []
+    for name, record in records.items():
+        out = few_label_outcomes(record)["fewlabel_layer"]
+        per_model.append([f"`{name}`"] + [
+            f"{np.mean([o['gap_points'] for o in out[k]]):.1f}" for k in sorted(out)])
+    ks = sorted(few_label_outcomes(next(iter(records.values())))["fewlabel_layer"])
+    lines += ["Mean gap (points) of `fewlabel_layer(k)` per model:", "",
+              table(per_model, ["model"] + [f"k={k}" for k in ks]), ""]
+    (RESULTS.parent / "layer_study_few_labels.json").write_text(json.dumps(
+        {f"{h}/{p}/{k}": v for (h, p, k), v in curve.items()}, indent=1) + "\n")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--choose", action="store_true",
+                        help="choose on the development half and write the choice file")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    if args.choose:
+        records = load_records()
+        if any(r["split"] == "heldout" for r in records.values()):
+            raise SystemExit("held-out records exist: the choice is made before they run")
+        choice = choose(records)
+        print(json.dumps({k: choice[k] for k in ("winner", "params", "few_labels_default")},
+                         indent=1))
+        return 0
+    write_report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
