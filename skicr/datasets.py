@@ -3,6 +3,12 @@
 Every loader returns float32 images of shape ``(n_images, n_channels, height,
 width)`` with values in [0, 1], the layout :class:`skicr.FeatureExtractor`
 and :func:`skicr.models.train_denoiser` take.
+
+Datasets as users store them (a class-per-folder tree, a flat folder, ``.npy``
+/ ``.npz``, a Hugging Face dataset) are read one image at a time by
+:func:`open_image_dataset` (items ``(C, H, W)`` float32 in [0, 1], with their
+label when the data has labels), for DataLoaders (:func:`image_loader`) and
+the streaming scan (:class:`skicr.StreamingNoiseLevelSelector`).
 """
 
 from pathlib import Path

@@ -289,3 +289,18 @@ def test_two_process_scan_equals_one_process(tmp_path):
     # each rank checkpointed its own shard (21 images: 11 + 10, the padding duplicate dropped)
     shards = [torch.load(tmp_path / "ckpt" / f"sigma-000.rank{r}.pt", weights_only=True) for r in range(2)]
     assert [sum(s["n_images"] for s in shard["statistics"]) for shard in shards] == [11, 10]
+
+
+def test_images_counted_twice_are_a_clear_error():
+    images, _ = _data()
+    twice = torch.utils.data.ConcatDataset([torch.from_numpy(images)] * 2)  # numbers 45..89
+    with pytest.raises(ValueError, match="image number"):
+        fold_statistics_from_loader(_extractor(random_state=0), DataLoader(twice, batch_size=9),
+                                    np.arange(N_IMAGES) % 3)
+
+
+def test_open_image_dataset_refuses_other_objects():
+    from skicr.datasets import open_image_dataset
+
+    with pytest.raises(TypeError, match="a path, an array or a dataset"):
+        open_image_dataset(3.5)

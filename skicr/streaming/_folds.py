@@ -398,8 +398,15 @@ def fold_statistics_from_loader(
             statistics[k] = GroupedViewStatistics(d, extractor.n_views)
     if distributed:
         GroupedViewStatistics.all_reduce_many(statistics, group)
-    if sum(s.n_images for s in statistics) == 0:
+    total = sum(s.n_images for s in statistics)
+    if total == 0:
         raise ValueError("The loader yielded no images; nothing to measure.")
+    if total > n_images:
+        raise ValueError(
+            f"{total} images were accumulated for {n_images} image numbers: some were counted "
+            "more than once (under torch.distributed, give the DataLoader a DistributedSampler "
+            "so that each rank reads its own shard)."
+        )
     features = labels = seen = None
     if keep_rows:
         features, labels, seen = _gather_rows(kept, n_images, d, probe_features is not None,
