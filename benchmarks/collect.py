@@ -32,6 +32,7 @@ SECTIONS = [
     ("selector.md", "Noise-level selection", "benchmarks/bench_selector.py"),
     ("layer_sigma.md", "Joint layer x sigma selection", "benchmarks/layer_sigma_study.py"),
     ("streaming.md", "Streaming and multi-process fitting", "benchmarks/bench_streaming.py"),
+    ("streaming_scan.md", "Streaming noise-level scan", "benchmarks/bench_streaming_scan.py"),
     ("monitoring.md", "Training monitor", "benchmarks/track_experiment.py"),
     ("gpu_check.md", "GPU check", "benchmarks/gpu_check.py"),
     ("gpu_check_cpu.md", "GPU check, CPU variant (run in CI)", "benchmarks/gpu_check.py --cpu"),

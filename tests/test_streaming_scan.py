@@ -153,6 +153,9 @@ def test_streaming_scan_refuses_what_needs_the_views():
             decomposer=InvariantResidualDecomposer(covariance_estimator=MinCovDet())).fit(images)
     from sklearn.model_selection import ShuffleSplit
 
+    with pytest.raises(ValueError, match="shuffles"):
+        StreamingNoiseLevelSelector(_extractor(), SIGMAS).fit(
+            DataLoader(torch.from_numpy(images), batch_size=8, shuffle=True))
     with pytest.raises(ValueError, match="KFold-like|cover every image"):
         StreamingNoiseLevelSelector(_extractor(), SIGMAS,
                                     cv=ShuffleSplit(3, test_size=0.2, random_state=0)).fit(images)

@@ -315,6 +315,16 @@ class StreamingNoiseLevelSelector(NoiseLevelSelector):
         from ..datasets import image_loader, open_image_dataset
 
         if isinstance(data, DataLoader):
+            from torch.utils.data import RandomSampler
+
+            sampler = data.sampler if data.batch_sampler is None else data.batch_sampler.sampler
+            if isinstance(sampler, RandomSampler):
+                raise ValueError(
+                    "the DataLoader shuffles: its images are numbered by their position in the "
+                    "stream, so a shuffle would put other images in each fold at each sigma. Use "
+                    "shuffle=False (a DistributedSampler numbers them by dataset index and may "
+                    "shuffle)."
+                )
             return data, data.dataset
         dataset = open_image_dataset(data)
         return image_loader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
