@@ -495,7 +495,7 @@ class ImageFolderDataset(_ImageItems):
     """Image files in a folder: a class-per-folder tree (labels) or a flat folder.
 
     A folder whose subfolders hold images is a class tree, as
-    :class:`torchvision.datasets.ImageFolder` reads it (ImageNet's own layout):
+    torchvision's ``ImageFolder`` reads it (ImageNet's own layout):
     each subfolder is a class (labels ``0..K-1`` in sorted folder-name order,
     ``classes`` lists the names), its images are found recursively. A
     folder that holds the image files itself is a flat folder (no labels).
