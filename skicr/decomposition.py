@@ -226,9 +226,15 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         X = reorder_view_columns(X)  # view{v}_ names that state the layout are honoured
         values, carried = view_values(X, defer_to_sklearn=True)
         if sparse.issparse(values) or values.ndim < 2:
-            # sklearn's own messages for sparse and 1-D input
+            # sklearn's own messages for sparse and 1-D input (its checks expect "Reshape your data")
             validate_data(self, values, reset=reset, dtype=np.float64)
             raise ValueError(f"Grouped views must be 2-D or 3-D; got shape {np.shape(values)}.")
+        if values.ndim == 3 and values.shape[0] < min_images:
+            # the user's 3-D shape, not that of the flattened array sklearn would quote
+            raise ValueError(
+                f"Found {values.shape[0]} image(s) (views of shape {values.shape}) while a "
+                f"minimum of {min_images} is required by {type(self).__name__}."
+            )
         if self.n_views is None and fitted_views is not None and carried is None:
             n_views = fitted_views  # plain 2-D input after fitting: the fitted layout
         else:

@@ -15,6 +15,7 @@ convention); 1 an error while running.
 import argparse
 import os
 import sys
+import warnings
 
 from ..recipes import SCAN_DEFAULTS, TRACK_DEFAULTS, augment_presets, make_probe, parse_sigmas
 from ._common import CLIError, join_dash_values, parse_layers, worker_running
@@ -51,6 +52,14 @@ def build_parser():
     return parser
 
 
+def _warning_line(command):
+    """``warnings.showwarning`` for the command line: one line, no file, line or source."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"skicr {command}: warning: {message}", file=sys.stderr if file is None else file)
+
+    return show
+
+
 def main(argv=None):
     """Run the ``skicr`` command line.
 
@@ -68,7 +77,9 @@ def main(argv=None):
     argv = join_dash_values(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line(args.command)
+            return args.func(args)
     except CLIError as exc:
         print(f"skicr {args.command}: error: {exc}", file=sys.stderr)
         return exc.code

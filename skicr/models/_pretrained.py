@@ -14,6 +14,7 @@ written before content hashes existed load with an
 :class:`UnverifiedFileWarning`.
 """
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -128,16 +129,22 @@ def load_denoiser(path, device=None, return_metadata=False):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {str(path)!r}.")
-    payload = read_weights_file(path)
-    try:
-        net = SmallUNet(**payload["config"])
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{str(path)!r} has an invalid SmallUNet config: {exc}") from None
-    state = {
-        k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
-    }
-    _check_state_dict(net, state, path)
-    net.load_state_dict(state)
+    # a note about the file (no content hash) is worth giving only for a file that loads:
+    # held back until the network is built, dropped when an error says more
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", UnverifiedFileWarning)
+        payload = read_weights_file(path)
+        try:
+            net = SmallUNet(**payload["config"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{str(path)!r} has an invalid SmallUNet config: {exc}") from None
+        state = {
+            k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
+        }
+        _check_state_dict(net, state, path)
+        net.load_state_dict(state)
+    for note in notes:
+        warnings.warn(note.message, note.category, stacklevel=2)
     net.to(torch.device(device) if device is not None else "cpu").eval()
     if return_metadata:
         return net, dict(payload.get("metadata", {}))
