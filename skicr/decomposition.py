@@ -20,6 +20,7 @@ from .metrics import (
     heldout_icr,
     heldout_icr_from_statistics,
     is_streaming_estimator,
+    needs_fourth_moments,
 )
 from ._utils.validation import check_streaming_estimator
 from .views import reorder_view_columns, resolve_n_views, split_views, view_values
@@ -279,7 +280,9 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 self._set_fitted_dual(views)
                 return self
             self.__dict__.pop("_dual", None)
-            self._stats = accumulate(views)
+            self._stats = accumulate(views, GroupedViewStatistics(
+                fourth_moments=needs_fourth_moments(self.covariance_estimator),
+            ))
             needs_rows = not is_streaming_estimator(self.covariance_estimator)
             self._set_fitted(views if needs_rows else None)
         return self
@@ -370,7 +373,7 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
                 f"The statistics hold {n_views} views per image but n_views={self.n_views}."
             )
         arrays = (statistics.mean_sum, statistics.mean_scatter, statistics.residual_scatter)
-        scalars = (statistics.mean_fourth, statistics.residual_fourth)
+        scalars = (statistics.mean_fourth, statistics.residual_fourth) if statistics.fourth_moments else ()
         if not (all(np.isfinite(a).all() for a in arrays) and np.isfinite(scalars).all()):
             raise ValueError("The statistics contain NaN or infinite values (non-finite views were added).")
         # reset what fit's validate_data would set, as for flattened input

@@ -31,6 +31,7 @@ __all__ = [
     "available_cores",
     "blas_threads",
     "network_threads",
+    "one_blas_thread",
     "set_process_threads",
     "torch_threads",
     "user_chose_threads",
@@ -126,11 +127,30 @@ def blas_threads(n_features):
     """
     if n_features >= SMALL_MATRIX_FEATURES or user_chose_threads():
         return nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return one_blas_thread()
+
+
+_CONTROLLER = []
+
+
+def one_blas_thread():
+    """Context limiting BLAS to one thread (a no-op without threadpoolctl).
+
+    The BLAS libraries are looked up once per process: a fresh
+    ``threadpool_limits`` scans every loaded library, about 10 ms, which is
+    several percent of a decomposer fit at ``d = 512``.
+
+    Returns
+    -------
+    context : context manager
+    """
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+            return nullcontext()
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 def set_process_threads(threads):

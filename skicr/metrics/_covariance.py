@@ -46,6 +46,7 @@ __all__ = [
     "shrunk_from_moments",
     "shrinkage_coefficient",
     "is_streaming_estimator",
+    "needs_fourth_moments",
     "estimate_covariances",
     "check_covariance_estimator",
     "check_estimated_covariance",
@@ -337,6 +338,32 @@ def is_streaming_estimator(estimator):
     )
 
 
+def needs_fourth_moments(estimator):
+    """Whether the streaming ``estimator`` needs the fourth-moment sums of the statistics.
+
+    Only Ledoit-Wolf does (its shrinkage estimates the variance of the
+    sample covariance); the others need the scatter alone, so their fits can
+    skip that work (``GroupedViewStatistics(fourth_moments=False)``).
+
+    Parameters
+    ----------
+    estimator : object or None
+        A covariance estimator.
+
+    Returns
+    -------
+    needed : bool
+
+    Examples
+    --------
+    >>> from sklearn.covariance import OAS, LedoitWolf
+    >>> from skicr.metrics import needs_fourth_moments
+    >>> needs_fourth_moments(None), needs_fourth_moments(OAS()), needs_fourth_moments(LedoitWolf())
+    (False, False, True)
+    """
+    return type(estimator) is LedoitWolf
+
+
 def _predictor_kind(estimator):
     """"classifier", "regressor" or "clusterer" for sklearn predictors, else None."""
     try:
@@ -394,6 +421,13 @@ def check_covariance_estimator(estimator):
 
 
 def _streaming_covariance(estimator, scatter, fourth, n_samples, rows_per_group=1):
+    if needs_fourth_moments(estimator) and np.isnan(fourth):
+        raise ValueError(
+            "These statistics were accumulated without fourth moments "
+            "(GroupedViewStatistics(fourth_moments=False), as a fit without Ledoit-Wolf "
+            "keeps them), which LedoitWolf needs; accumulate (or fit) again with "
+            "covariance_estimator=LedoitWolf()."
+        )
     emp_cov = scatter / n_samples
     shrinkage = shrinkage_coefficient(
         estimator, n_samples, emp_cov.shape[0], np.trace(emp_cov), float(np.sum(emp_cov**2)), fourth,

@@ -5,11 +5,15 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
 from .._utils.interrupts import interruptible_if
-from ._covariance import check_covariance_estimator, is_streaming_estimator, normalised_covariances
+from ._covariance import (
+    check_covariance_estimator,
+    is_streaming_estimator,
+    needs_fourth_moments,
+    normalised_covariances,
+)
 from ._dual import dual_mean_invariant_snr
 from ._spectrum import (
     generalized_spectrum,
@@ -19,14 +23,11 @@ from ._spectrum import (
     resolve_tau,
 )
 from ._statistics import GroupedViewStatistics, data_scale
+from .._utils.threads import one_blas_thread
 from ._validation import check_grouped_views
 
 __all__ = ["accumulate", "Decomposition", "decompose", "icr_score", "heldout_icr",
            "heldout_icr_from_statistics"]
-
-# images per chunk so that a float64 chunk stays near 32 MiB
-_CHUNK_BYTES = 32 * 2**20
-
 
 # the largest ridge (in units of the data scale squared) an absolute tau is
 # clipped to: beyond it every invariant SNR is zero to float64 precision
@@ -53,12 +54,8 @@ def _spectrum_threads(n_features):
     """Context limiting BLAS to one thread for small d x d factorisations."""
     low, high = _SINGLE_THREAD_FEATURES
     if low <= n_features <= high:
-        return threadpool_limits(limits=1, user_api="blas")
+        return one_blas_thread()
     return contextlib.nullcontext()
-
-
-def _chunk_size(n_views, n_features):
-    return max(1, _CHUNK_BYTES // (8 * n_views * n_features))
 
 
 def _normalised_tau(covariance_xi, tau, tau_mode, scale):
@@ -75,7 +72,7 @@ def _normalised_tau(covariance_xi, tau, tau_mode, scale):
     prefer_skip_nested_validation=True,
 )
 def accumulate(views, stats=None):
-    """Add grouped views to (new) statistics, chunk by chunk to bound memory.
+    """Add grouped views to (new) statistics (memory bounded: the update works in blocks).
 
     Parameters
     ----------
@@ -106,10 +103,8 @@ def accumulate(views, stats=None):
         )
     if stats is None:
         stats = GroupedViewStatistics()
-    step = _chunk_size(max(views.shape[1], 1), max(views.shape[2], 1))
-    for start in range(0, views.shape[0], step):
-        stats.update(views[start:start + step])
-    return stats
+    # the update bounds its own temporaries (blocks of images, or chunks on the scaled route)
+    return stats.update(views)
 
 
 @dataclass
@@ -345,7 +340,7 @@ def heldout_icr(
             f"directions of shape {directions.shape} do not match views with "
             f"{views.shape[2]} features."
         )
-    stats = accumulate(views)
+    stats = accumulate(views, GroupedViewStatistics(fourth_moments=needs_fourth_moments(covariance_estimator)))
     needs_rows = not is_streaming_estimator(covariance_estimator)
     return _heldout_icr_of_statistics(
         directions, stats, tau=tau, tau_mode=tau_mode, covariance_estimator=covariance_estimator,
@@ -507,7 +502,7 @@ def icr_score(
             views, tau=tau, tau_mode=tau_mode, covariance_estimator=covariance_estimator,
         )
         return icr_from_eigenvalues([snr])
-    stats = accumulate(views)
+    stats = accumulate(views, GroupedViewStatistics(fourth_moments=needs_fourth_moments(covariance_estimator)))
     needs_rows = not is_streaming_estimator(covariance_estimator)
     return decompose(
         stats, tau=tau, tau_mode=tau_mode, covariance_estimator=covariance_estimator,

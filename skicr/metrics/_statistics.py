@@ -25,6 +25,7 @@ accumulator (again by a power of two) instead of overflowing.
 import os
 
 import numpy as np
+from scipy.linalg import blas
 
 from .._utils.distributed import collective_device
 from .._utils.interrupts import deferred_interrupts
@@ -37,6 +38,17 @@ _RESCALE_ABOVE = 2.0**16
 # magnitudes whose fourth powers (times N d^2) stay normal float64 numbers:
 # data within them is used as it is (scale 1, no extra pass over it)
 _SAFE_MAGNITUDES = (2.0**-200, 2.0**200)
+# the largest magnitudes whose data_scale lies in _SAFE_MAGNITUDES (scale 1):
+# data_scale(x) = 2**e with 2**(e - 1) <= x < 2**e
+_UNSCALED_RANGE = (2.0**-201, 2.0**200)
+# images per block of the one-pass update: a block of views and its contrast
+# rows stay in the core's cache from the first read to the rank-k update
+_BLOCK_BYTES = 2**20
+# views per batch of the rank-k updates: enough rows for dsyrk's full speed
+_BATCH_BYTES = 16 * 2**20
+# images per chunk of the scaled (two-pass) update, so that its float64
+# temporaries stay near 32 MiB
+_CHUNK_BYTES = 32 * 2**20
 
 
 def _working_scale(chunk_scale):
@@ -130,6 +142,11 @@ def _image_gram_fourth(rows):
         return 0.0
     gram = np.einsum("ikd,imd->ikm", rows, rows)
     return float(np.sum(gram * gram))
+
+
+def _full_symmetric(lower):
+    """The symmetric matrix whose lower triangle ``lower`` holds (its upper one is zero)."""
+    return lower + np.tril(lower, -1).T
 
 
 def residual_contrast_rows(views):
@@ -261,6 +278,13 @@ class GroupedViewStatistics:
         Feature dimension; taken from the first chunk when None.
     n_views : int or None, default=None
         Views per image; taken from the first chunk when None.
+    fourth_moments : bool, default=True
+        Accumulate the cubic and fourth-moment sums (only Ledoit-Wolf
+        shrinkage needs them; see
+        :func:`~skicr.metrics.needs_fourth_moments`). False skips that work
+        (about a tenth of an update) and leaves ``mean_cubic``,
+        ``mean_fourth`` and ``residual_fourth`` NaN, "not accumulated"; merged
+        with statistics that have them, the result has none.
 
     Attributes
     ----------
@@ -311,9 +335,10 @@ class GroupedViewStatistics:
         "residual_scatter": 2, "residual_fourth": 4,
     }
 
-    def __init__(self, n_features=None, n_views=None):
+    def __init__(self, n_features=None, n_views=None, *, fourth_moments=True):
         self.n_features = n_features
         self.n_views = n_views
+        self.fourth_moments = bool(fourth_moments)
         self.n_images = 0
         self.shift = None
         self.scale = None
@@ -331,6 +356,9 @@ class GroupedViewStatistics:
         self.mean_fourth = 0.0  # sum ||m_i - shift||^4
         self.residual_scatter = np.zeros((d, d))
         self.residual_fourth = 0.0
+        if not self.fourth_moments:  # NaN: not accumulated (and it stays so when added to)
+            self.mean_cubic[:] = np.nan
+            self.mean_fourth = self.residual_fourth = np.nan
 
     def _rescale_to(self, new_scale):
         """Express the accumulator in units of ``new_scale`` (a power of two: exact)."""
@@ -386,6 +414,99 @@ class GroupedViewStatistics:
             )
         if n == 0:
             return self
+        if self._update_in_blocks(views):
+            return self
+        step = max(1, _CHUNK_BYTES // (8 * n_views * d))
+        for start in range(0, n, step):
+            self._update_scaled(views[start:start + step])
+        return self
+
+    def _update_in_blocks(self, views):
+        """One pass over views of safe magnitude; False (nothing changed) otherwise.
+
+        The views are read once, a block of images at a time: its largest
+        magnitude, the orthonormal contrasts (the operations of
+        :func:`_image_contrasts`), the image means and the per-image Gram
+        fourth moment are computed while the block is in cache, into buffers
+        of a batch of images whose two symmetric rank-k updates (BLAS
+        ``dsyrk``, one triangle, as many rows as ``X.T @ X`` has) follow. So
+        the update costs the flops of one ``X.T @ X`` plus one read of the
+        data. Views that need a scale other than 1 (magnitudes beyond
+        :data:`_SAFE_MAGNITUDES`, or an accumulator already scaled), or that
+        hold NaN or infinite values, return False before any statistic is
+        changed; the caller then takes the scaled route
+        (:meth:`_update_scaled`).
+        """
+        if self.scale not in (None, 1.0):
+            return False
+        n, n_views, d = views.shape
+        block = max(1, _BLOCK_BYTES // (8 * n_views * d))
+        batch = block * max(1, _BATCH_BYTES // (8 * n_views * d * block))
+        residual = np.zeros((d, d), order="F")  # lower triangle (dsyrk, lower=1)
+        mean_scatter = np.zeros((d, d), order="F")
+        mean_sum, mean_cubic = np.zeros(d), np.zeros(d)
+        mean_fourth = residual_fourth = 0.0
+        shift = self.shift if self.n_images else None
+        contrasts = np.empty((min(batch, n), n_views - 1, d))
+        centred_means = np.empty((min(batch, n), d))
+        c = (1.0 - 1.0 / np.sqrt(n_views)) / (n_views - 1) if n_views > 1 else 0.0
+        fourth = self.fourth_moments
+        largest = 0.0
+        for batch_start in range(0, n, batch):
+            batch_views = views[batch_start:batch_start + batch]
+            m = batch_views.shape[0]
+            for start in range(0, m, block):
+                chunk = batch_views[start:start + block]
+                k = chunk.shape[0]
+                top = max(float(chunk.max()), -float(chunk.min()))
+                if not (top == 0.0 or _UNSCALED_RANGE[0] <= top < _UNSCALED_RANGE[1]):
+                    return False  # NaN fails too
+                largest = max(largest, top)
+                y = centred_means[start:start + k]
+                if n_views > 1:
+                    # the operations of _image_contrasts, on the block
+                    rows = contrasts[start:start + k]
+                    np.subtract(chunk[:, 1:, :], chunk[:, :1, :], out=rows, dtype=np.float64)
+                    total = np.sum(rows, axis=1, out=y)
+                    rows -= (c * total)[:, None, :]
+                    np.divide(total, n_views, out=y)
+                    y += chunk[:, 0, :]
+                    if fourth:
+                        residual_fourth += _image_gram_fourth(rows)
+                else:
+                    y[...] = chunk[:, 0, :]
+                if shift is None:
+                    shift = y[0].copy()
+                y -= shift
+            y = centred_means[:m]
+            if n_views > 1:
+                flat = contrasts[:m].reshape(m * (n_views - 1), d)
+                residual = blas.dsyrk(1.0, flat.T, beta=1.0, c=residual, lower=1, overwrite_c=1)
+            mean_scatter = blas.dsyrk(1.0, y.T, beta=1.0, c=mean_scatter, lower=1, overwrite_c=1)
+            mean_sum += y.sum(axis=0)
+            if fourth:
+                sq = np.einsum("ij,ij->i", y, y)
+                mean_cubic += sq @ y
+                mean_fourth += float(sq @ sq)
+        mean_scatter, residual = _full_symmetric(mean_scatter), _full_symmetric(residual)
+        with deferred_interrupts():  # one commit that an interrupt cannot split
+            if self.scale is None:
+                self.scale = 1.0
+            self.largest = max(getattr(self, "largest", 0.0), largest)
+            if self.n_images == 0:
+                self.shift = shift
+            self.mean_sum += mean_sum
+            self.mean_scatter += mean_scatter
+            self.mean_cubic += mean_cubic
+            self.mean_fourth += mean_fourth
+            self.residual_scatter += residual
+            self.residual_fourth += residual_fourth
+            self.n_images += n
+        return True
+
+    def _update_scaled(self, views):
+        """Add a chunk of whole images at a scale chosen from its largest magnitude (two passes)."""
+        n, n_views, d = views.shape
         largest = max(float(np.max(views)), -float(np.min(views)))
         if not np.isfinite(largest):
             raise ValueError("Views contain NaN or infinite values; features must be finite.")
@@ -402,14 +523,13 @@ class GroupedViewStatistics:
             with np.errstate(under="ignore"):  # as _rescale_to does
                 shift = self.shift * (np.float64(self.scale) / np.float64(scale))
         y = means - shift
-        sq = np.einsum("ij,ij->i", y, y)
-        increments = {
-            "mean_sum": y.sum(axis=0), "mean_scatter": y.T @ y, "mean_cubic": sq @ y,
-            "mean_fourth": float(sq @ sq),
-        }
+        increments = {"mean_sum": y.sum(axis=0), "mean_scatter": y.T @ y}
         flat = rows.reshape(-1, d)
         increments["residual_scatter"] = flat.T @ flat  # one symmetric rank-k update
-        increments["residual_fourth"] = _image_gram_fourth(rows)
+        if self.fourth_moments:
+            sq = np.einsum("ij,ij->i", y, y)
+            increments.update(mean_cubic=sq @ y, mean_fourth=float(sq @ sq),
+                              residual_fourth=_image_gram_fourth(rows))
         # ... then one commit that an interrupt cannot split: the chunk is in, or not
         with deferred_interrupts():
             self._rescale_to(scale)
@@ -461,6 +581,7 @@ class GroupedViewStatistics:
             self.__dict__.update(other.copy().__dict__)
             return self
         other = other.copy()
+        self.fourth_moments = self.fourth_moments and other.fourth_moments
         common = max(self.scale, other.scale)
         other._rescale_to(common)
         with np.errstate(under="ignore"):  # as _rescale_to does
@@ -582,6 +703,8 @@ class GroupedViewStatistics:
             d = stats.n_features
             stats.n_images = int(round(total[offset]))
             stats.mean_fourth, stats.residual_fourth = float(total[offset + 1]), float(total[offset + 2])
+            # a rank without fourth moments (NaN) leaves the totals without them
+            stats.fourth_moments = not (np.isnan(stats.mean_fourth) or np.isnan(stats.residual_fourth))
             offset += 3
             stats.mean_sum = total[offset:offset + d].copy(); offset += d
             stats.mean_cubic = total[offset:offset + d].copy(); offset += d
@@ -702,4 +825,5 @@ class GroupedViewStatistics:
             )
         new = cls.__new__(cls)
         new.__dict__.update(state)
+        new.__dict__.setdefault("fourth_moments", True)  # saved before the option existed
         return new
