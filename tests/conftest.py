@@ -13,7 +13,7 @@ import torch
 # (doctests and parametrised README blocks cannot carry a decorator)
 SLOW = (
     "tests/test_joblib_backends.py::test_dask_backend",
-    "tests/test_readme.py::test_readme[",
+    "tests/test_readme.py::test_readme_example_runs[",
     "skicr/monitoring/_monitor.py::skicr.monitoring._monitor.ICRMonitor",
 )
 

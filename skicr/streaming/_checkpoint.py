@@ -116,8 +116,8 @@ def _check_statistics(path, stats, n_batches):
     # the entries a real accumulator has, from a small one: d is _TEMPLATE_D there
     template = GroupedViewStatistics(_TEMPLATE_D, 2).state_dict()
     for key, reference in template.items():
-        if key in ("n_features", "n_views", "n_images"):
-            continue
+        if key in ("n_features", "n_views", "n_images", "fourth_moments"):
+            continue  # fourth_moments: absent from checkpoints written before the option
         if key not in stats:
             raise _damaged(path, f"statistics lack {key!r}")
         value = stats[key]
