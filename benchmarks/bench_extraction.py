@@ -1,8 +1,8 @@
 """FeatureExtractor vs the naive extraction loop, images per second, side by side.
 
-The naive loop is what a user of the peers' scripts writes: one view at a
-time, a forward hook on the layer, the full forward pass, and a per-image
-Python loop for the augmentation. Both sides use the same network, the same
+The naive loop is what a hand-written feature-extraction script typically
+does: one view at a time, a forward hook on the layer, the full forward
+pass, and a per-image Python loop for the augmentation. Both sides use the same network, the same
 images, the same batch size (images per forward pass), the same
 augmentation family and the same pooling.
 

@@ -10,7 +10,7 @@ Public names are imported lazily so that ``import skicr`` stays cheap; each
 one lives in a private module and is re-exported here.
 """
 
-import importlib
+from ._utils.lazy import lazy_exports
 
 __version__ = "0.1.0.dev0"
 
@@ -54,13 +54,4 @@ _SUBMODULES = [
 __all__ = sorted(_LAZY) + _SUBMODULES
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(f"skicr.{name}")
-    raise AttributeError(f"module 'skicr' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, submodules=_SUBMODULES)

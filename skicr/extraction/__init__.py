@@ -28,23 +28,10 @@ The view pipeline itself is :func:`iter_view_chunks` over a :class:`ViewSpec`
 :func:`register_backbone` teaches :func:`as_backbone` a new kind of network.
 """
 
+from .._utils.lazy import lazy_exports
+from . import backbones
 from ._augment import RandomAffine, ViewAugmentation
-from .backbones import (
-    Backbone,
-    CallableBackbone,
-    DiTBackbone,
-    DiTReleaseBackbone,
-    EDMBackbone,
-    EDMReleaseBackbone,
-    FlowBackbone,
-    SiTReleaseBackbone,
-    UNet2DBackbone,
-    dit_linear_alphas_cumprod,
-    as_backbone,
-    list_layers,
-    load_backbone,
-    register_backbone,
-)
+from .backbones import *  # noqa: F403 - the adapters, re-exported (their list: backbones.__all__)
 from ._engine import ViewSpec, extract_views, iter_view_chunks
 from ._extractor import FeatureExtractor
 
@@ -55,39 +42,14 @@ _STREAMING = ("LoaderViews", "iter_loader_views", "statistics_from_loader", "fit
 
 __all__ = [
     "FeatureExtractor",
-    "list_layers",
-    "load_backbone",
-    "as_backbone",
-    "register_backbone",
-    "Backbone",
-    "UNet2DBackbone",
-    "DiTBackbone",
-    "EDMBackbone",
-    "FlowBackbone",
-    "CallableBackbone",
-    "EDMReleaseBackbone",
-    "SiTReleaseBackbone",
-    "DiTReleaseBackbone",
-    "dit_linear_alphas_cumprod",
+    *backbones.__all__,
     "RandomAffine",
     "ViewAugmentation",
-    "iter_loader_views",
-    "statistics_from_loader",
-    "fit_from_loader",
-    "LoaderViews",
+    *_STREAMING,
     "ViewSpec",
     "iter_view_chunks",
     "extract_views",
 ]
 
 
-def __getattr__(name):
-    if name in _STREAMING:
-        import skicr.streaming
-
-        return getattr(skicr.streaming, name)
-    raise AttributeError(f"module 'skicr.extraction' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, {name: "skicr.streaming" for name in _STREAMING})

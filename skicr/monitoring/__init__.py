@@ -29,7 +29,7 @@ The command ``skicr track`` trains skicr's small denoiser on the digits and
 tracks all of it (see ``docs/monitoring.md``).
 """
 
-import importlib
+from .._utils.lazy import lazy_exports
 
 # public name -> private module; imported on first use so that ``skicr track``'s
 # parser (skicr.monitoring._cli) loads without scikit-learn's neighbour search
@@ -64,11 +64,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module 'skicr.monitoring' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -10,8 +10,10 @@
   (``_transformer_release``);
 - ``_diffusers`` and ``_loading``: diffusers checkpoint folders on disk,
   :func:`load_backbone`;
-- ``_registry``: which adapter a network gets (:func:`as_backbone`,
-  :func:`register_backbone`, :func:`list_layers`).
+- ``_registry``: the registration hooks (:func:`register_backbone` for
+  network classes, ``register_file_reader`` for checkpoint files);
+  ``_resolve``: which adapter a network gets (:func:`as_backbone`,
+  :func:`list_layers`).
 
 To support a new kind of network, write an adapter (a :class:`Backbone`
 subclass with ``forward(noisy, sigma)``) in a file of its own and either
@@ -26,7 +28,8 @@ from ._edm import EDMBackbone
 from ._edm_release import EDMReleaseBackbone
 from ._flow import FlowBackbone
 from ._loading import load_backbone
-from ._registry import as_backbone, list_layers, register_backbone
+from ._registry import register_backbone
+from ._resolve import as_backbone, list_layers
 from ._transformer_release import DiTReleaseBackbone, SiTReleaseBackbone, dit_linear_alphas_cumprod
 from ._unet2d import UNet2DBackbone
 

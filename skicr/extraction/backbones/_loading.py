@@ -1,19 +1,13 @@
 """Loading a checkpoint from disk as an adapter: diffusers folders and release files."""
 
-import importlib
 from pathlib import Path
 
 from ._diffusers import _SUPPORTED_CLASSES, _read_json
 from ._dit import DiTBackbone
+from ._registry import file_reader
 from ._unet2d import UNet2DBackbone
 
 __all__ = ["load_backbone"]
-
-
-def _release_file_loader():
-    # skicr.models builds on this package (its networks name their adapters here), so its
-    # reader of release files is looked up when a file is given instead of imported
-    return importlib.import_module("skicr.models").load_release_file
 
 
 def load_backbone(path, arch=None, *, scheduler=None, class_label=None, vae=None,
@@ -84,11 +78,11 @@ def load_backbone(path, arch=None, *, scheduler=None, class_label=None, vae=None
     """
     path = Path(path)
     if path.is_file():
-        backbone = _release_file_loader()(
+        # the reader registered with register_file_reader (skicr.models' by default)
+        return file_reader()(
             path, arch, model_kwargs=model_kwargs, class_label=class_label, vae=vae,
             latent_scale=latent_scale, device=device,
         )
-        return backbone
     if not path.is_dir():
         raise FileNotFoundError(
             f"{str(path)!r} is neither a file nor a directory. Download a checkpoint first, "
