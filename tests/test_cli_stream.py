@@ -91,3 +91,16 @@ def test_scan_under_torchrun_rank0_writes_the_report(tiny_model, tmp_path):
     single, _ = _outputs(tmp_path / "one")
     np.testing.assert_allclose(table["icr"], single["icr"], rtol=1e-10)
     np.testing.assert_allclose(table["probe_accuracy"], single["probe_accuracy"], rtol=1e-10)
+
+
+def test_stream_scan_converts_channels_per_image(tiny_model, tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(24, 16, 16, 3), dtype=np.uint8)  # RGB for a grey model
+    np.savez(tmp_path / "rgb.npz", images=images, labels=np.arange(24) % 2)
+    out = tmp_path / "scan"
+    base = ["scan", "--model", tiny_model, "--images", str(tmp_path / "rgb.npz"), "--out", str(out),
+            "--sigmas", "0.1,1", "--views", "2", "--cv", "2", "--quiet", "--stream"]
+    assert cli.main(base) == 2  # 3 channels for a 1-channel model: the error names the option
+    assert cli.main([*base, "--image-channels", "1"]) == 0
+    table, report = _outputs(out)
+    assert report["settings"]["image_channels"] == 1 and table["probe_accuracy"].between(0, 1).all()
