@@ -73,6 +73,8 @@ def test_stream_option_errors(tiny_model, tmp_path, capsys):
     assert "need --stream" in capsys.readouterr().err
     assert cli.main([*base, "--stream", "--layers", "down.0,mid"]) == 2
     assert "--layers" in capsys.readouterr().err
+    assert cli.main([*base, "--stream", "--scoring", "icr_top"]) == 2
+    assert "in-memory scan only" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # two torchrun processes, each importing torch

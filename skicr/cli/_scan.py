@@ -615,6 +615,12 @@ def _run_scan(args, started, device, rank, world_size):
     if stream and args.layers is not None:
         raise CLIError("--layers (a joint layer x sigma search) needs the images in memory; "
                        "give one --layer with --stream (or under torchrun).")
+    if stream and args.scoring not in ("icr", "icr_insample", "lidar", "rankme"):
+        raise CLIError(f"--scoring {args.scoring} is measured by the in-memory scan only; with "
+                       "--stream (or under torchrun) use icr, icr_insample, lidar or rankme.")
+    if stream and getattr(args, "labels_per_class", None) is not None:
+        raise CLIError("--labels-per-class (the few-labels probe) needs the images in memory; "
+                       "drop --stream.")
     if stream and args.n_jobs is not None:
         raise CLIError("--n-jobs evaluates sigmas in parallel in memory; with --stream, scale "
                        "out with torchrun instead.")
