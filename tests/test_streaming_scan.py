@@ -307,3 +307,43 @@ def test_open_image_dataset_refuses_other_objects():
 
     with pytest.raises(TypeError, match="a path, an array or a dataset"):
         open_image_dataset(3.5)
+
+
+def _resume_worker(rank, world_size, port, out_dir):
+    import warnings
+
+    torch.set_num_threads(1)
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        images, _ = _small_data()
+        kwargs = dict(cv=3, random_state=0, batch_size=3, checkpoint=os.path.join(out_dir, "ckpt"),
+                      checkpoint_every=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoiseLevelDecisionWarning)
+            try:  # each rank stops in its own shard (rank 0 reads even indices, rank 1 odd ones)
+                StreamingNoiseLevelSelector(_extractor(batch_size=1), SIGMAS[:2], **kwargs).fit(
+                    _StopAfter(images, stop=12 + rank))
+            except _Interrupt:
+                pass
+            selector = StreamingNoiseLevelSelector(_extractor(batch_size=1), SIGMAS[:2],
+                                                   **kwargs).fit(images)
+        with open(os.path.join(out_dir, f"resumed_{rank}.pkl"), "wb") as handle:
+            pickle.dump(selector.cv_results_, handle)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two processes, each importing torch
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
+def test_two_process_scan_resumes_each_rank_to_the_same_result(tmp_path):
+    mp.spawn(_resume_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    images, _ = _small_data()
+    torch.set_num_threads(1)
+    with _no_fail():
+        single = StreamingNoiseLevelSelector(_extractor(batch_size=1), SIGMAS[:2], cv=3,
+                                             random_state=0, batch_size=3).fit(images)
+    for rank in range(2):
+        with open(tmp_path / f"resumed_{rank}.pkl", "rb") as handle:
+            _compare(pickle.load(handle), single.cv_results_)
