@@ -184,7 +184,7 @@ def few_label_splits(y, n_labels_per_class, random_state=None):
     >>> splits = few_label_splits(y, 2, random_state=0)
     >>> len(splits), [len(test) for _, test in splits]
     (2, [2, 2])
-    >>> sorted(set(y[np.concatenate([train for train, _ in splits])]))
+    >>> sorted(set(y[np.concatenate([train for train, _ in splits])].tolist()))
     [0, 1]
     """
     from sklearn.utils import check_random_state
