@@ -233,15 +233,7 @@ class FinalLayer(nn.Module):
         return self.linear(_modulate(self.norm_final(x), shift, scale))
 
 
-class DiT(nn.Module):
-    """Diffusion transformer of the DiT release (epsilon and variance outputs).
-
-    Called as ``net(x, t, y)``: latents ``x`` (n, C, H, W), integer DDPM
-    timesteps ``t`` (n,) in [0, 999] and class indices ``y`` (n,), where
-    ``num_classes`` is the null class. Returns (n, 2C, H, W) with
-    ``learn_sigma`` (epsilon, then the variance interpolation ``v``),
-    else (n, C, H, W).
-
+_PARAMETERS = """
     Parameters
     ----------
     input_size : int, default=32
@@ -256,18 +248,21 @@ class DiT(nn.Module):
         Above 0 the label table has the extra null-class row.
     num_classes : int, default=1000
     learn_sigma : bool, default=True
+"""
 
-    Examples
-    --------
-    >>> import torch
-    >>> from skicr.models import DiT
-    >>> net = DiT(input_size=8, hidden_size=64, depth=2, num_heads=2, num_classes=10).eval()
-    >>> net(torch.zeros(2, 4, 8, 8), torch.tensor([100, 700]), torch.tensor([1, 10])).shape
-    torch.Size([2, 8, 8, 8])
+
+class _ReleaseTransformer(nn.Module):
+    """The network both releases share: patch and position embedding, adaLN-Zero blocks, final layer.
+
+    A family sets what its time input means (:attr:`time_input`, read by the
+    feature extractor's adapter), the name of that adapter in
+    :mod:`skicr.extraction` (``_adapter``) and what ``forward`` returns.
     """
 
     #: what ``t`` means (read by the feature extractor's adapter)
-    time_input = "ddpm_timestep"
+    time_input = None
+    #: the adapter class of skicr.extraction that reads this family
+    _adapter = None
 
     def __init__(self, input_size=32, patch_size=2, in_channels=4, hidden_size=1152, depth=28,
                  num_heads=16, mlp_ratio=4.0, class_dropout_prob=0.1, num_classes=1000,
@@ -297,11 +292,11 @@ class DiT(nn.Module):
 
         Returns
         -------
-        backbone : skicr.extraction.DiTReleaseBackbone
+        backbone : skicr.extraction.DiTReleaseBackbone or skicr.extraction.SiTReleaseBackbone
         """
-        from ..extraction import DiTReleaseBackbone
+        from .. import extraction
 
-        return DiTReleaseBackbone(self)
+        return getattr(extraction, self._adapter)(self)
 
     @property
     def null_class(self):
@@ -333,6 +328,28 @@ class DiT(nn.Module):
             x = block(x, c)
         return self.unpatchify(self.final_layer(x, c))
 
+
+class DiT(_ReleaseTransformer):
+    __doc__ = """Diffusion transformer of the DiT release (epsilon and variance outputs).
+
+    Called as ``net(x, t, y)``: latents ``x`` (n, C, H, W), integer DDPM
+    timesteps ``t`` (n,) in [0, 999] and class indices ``y`` (n,), where
+    ``num_classes`` is the null class. Returns (n, 2C, H, W) with
+    ``learn_sigma`` (epsilon, then the variance interpolation ``v``),
+    else (n, C, H, W).
+""" + _PARAMETERS + """
+    Examples
+    --------
+    >>> import torch
+    >>> from skicr.models import DiT
+    >>> net = DiT(input_size=8, hidden_size=64, depth=2, num_heads=2, num_classes=10).eval()
+    >>> net(torch.zeros(2, 4, 8, 8), torch.tensor([100, 700]), torch.tensor([1, 10])).shape
+    torch.Size([2, 8, 8, 8])
+    """
+
+    time_input = "ddpm_timestep"
+    _adapter = "DiTReleaseBackbone"
+
     def forward(self, x, t, y):
         """Network output for latents ``x`` at timesteps ``t`` with classes ``y``.
 
@@ -349,27 +366,14 @@ class DiT(nn.Module):
         return self._transformer(x, t, y)
 
 
-class SiT(DiT):
-    """Scalable interpolant transformer of the SiT release (velocity output).
+class SiT(_ReleaseTransformer):
+    __doc__ = """Scalable interpolant transformer of the SiT release (velocity output).
 
     Same layout and parameters as :class:`DiT`; called as ``net(x, t, y)``
     with ``t`` in [0, 1] (t = 0 noise, t = 1 data on the linear path
     ``x_t = t x1 + (1 - t) x0``). Returns the velocity (n, C, H, W); with
     ``learn_sigma`` the extra C output channels are computed and dropped.
-
-    Parameters
-    ----------
-    input_size : int, default=32
-    patch_size : int, default=2
-    in_channels : int, default=4
-    hidden_size : int, default=1152
-    depth : int, default=28
-    num_heads : int, default=16
-    mlp_ratio : float, default=4.0
-    class_dropout_prob : float, default=0.1
-    num_classes : int, default=1000
-    learn_sigma : bool, default=True
-
+""" + _PARAMETERS + """
     Examples
     --------
     >>> import torch
@@ -380,17 +384,7 @@ class SiT(DiT):
     """
 
     time_input = "flow_time_data_at_one"
-
-    def __skicr_backbone__(self):
-        """The extractor's adapter for this network (null class, middle block).
-
-        Returns
-        -------
-        backbone : skicr.extraction.SiTReleaseBackbone
-        """
-        from ..extraction import SiTReleaseBackbone
-
-        return SiTReleaseBackbone(self)
+    _adapter = "SiTReleaseBackbone"
 
     def forward(self, x, t, y):
         """Velocity for latents ``x`` at times ``t`` with classes ``y``.
