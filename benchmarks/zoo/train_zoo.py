@@ -70,60 +70,47 @@ def _unet2d(in_channels, size, attention):
     )
 
 
-# name -> recipe. "save" lists (step, checkpoint name); the last is the converged one.
-SPECS = {
-    "digits_unet_s": dict(
-        data="digits", arch="SmallUNet", param="edm", attention=False,
-        build=lambda c, s: SmallUNet(in_channels=c, channels=(16, 32), mid_channels=48,
-                                     emb_dim=64, image_size=s),
-        steps=1200, batch=32, lr=2e-3,
-        save=[(100, "digits_unet_s_early"), (1200, "digits_unet_s")]),
-    "digits_ddpm_attn": dict(
-        data="digits", arch="UNet2DModel", param="vp_epsilon", attention=True,
-        build=lambda c, s: _unet2d(c, s, attention=True),
-        steps=500, batch=32, lr=1e-3, save=[(500, "digits_ddpm_attn")]),
-    "digits_dit_flow": dict(
-        data="digits", arch="SmallDiT", param="flow", attention=True,
-        build=lambda c, s: SmallDiT(in_channels=c, image_size=s, patch_size=2, width=64,
-                                    depth=4, n_heads=4),
-        steps=600, batch=32, lr=1e-3, save=[(600, "digits_dit_flow")]),
-    "shapes_unet": dict(
-        data="shapes", arch="SmallUNet", param="edm", attention=False,
-        build=lambda c, s: SmallUNet(in_channels=c, channels=(16, 32), mid_channels=64,
-                                     emb_dim=64, image_size=s),
-        steps=250, batch=32, lr=2e-3,
-        save=[(60, "shapes_unet_early"), (250, "shapes_unet")]),
-    "shapes_ddpm": dict(
-        data="shapes", arch="UNet2DModel", param="vp_epsilon", attention=False,
-        build=lambda c, s: _unet2d(c, s, attention=False),
-        steps=200, batch=32, lr=1e-3, save=[(200, "shapes_ddpm")]),
-    "shapes_dit_flow": dict(
-        data="shapes", arch="SmallDiT", param="flow", attention=True,
-        build=lambda c, s: SmallDiT(in_channels=c, image_size=s, patch_size=4, width=96,
-                                    depth=4, n_heads=4),
-        steps=300, batch=32, lr=1e-3, save=[(300, "shapes_dit_flow")]),
-    "shapes_unet_flow": dict(
-        data="shapes", arch="SmallUNet", param="flow", attention=False,
-        build=lambda c, s: SmallUNet(in_channels=c, channels=(16, 32), mid_channels=64,
-                                     emb_dim=64, image_size=s),
-        steps=250, batch=32, lr=2e-3, save=[(250, "shapes_unet_flow")]),
+def build(spec, in_channels, image_size):
+    """The recipe's untrained network for images of ``in_channels`` x ``image_size``."""
+    if spec["arch"] == "UNet2DModel":
+        return _unet2d(in_channels, image_size, attention=spec["attention"])
+    family = {"SmallUNet": SmallUNet, "SmallDiT": SmallDiT}[spec["arch"]]
+    return family(in_channels=in_channels, image_size=image_size, **spec["options"])
+
+
+#: the recipes, one row each: name, data, architecture, parameterisation, attention,
+#: architecture options, steps, learning rate, saves ((step, checkpoint name); the last one
+#: is the converged model). Every recipe uses batches of 32.
+RECIPES = [
+    ("digits_unet_s", "digits", "SmallUNet", "edm", False,
+     dict(channels=(16, 32), mid_channels=48, emb_dim=64), 1200, 2e-3,
+     [(100, "digits_unet_s_early"), (1200, "digits_unet_s")]),
+    ("digits_ddpm_attn", "digits", "UNet2DModel", "vp_epsilon", True, {}, 500, 1e-3,
+     [(500, "digits_ddpm_attn")]),
+    ("digits_dit_flow", "digits", "SmallDiT", "flow", True,
+     dict(patch_size=2, width=64, depth=4, n_heads=4), 600, 1e-3, [(600, "digits_dit_flow")]),
+    ("shapes_unet", "shapes", "SmallUNet", "edm", False,
+     dict(channels=(16, 32), mid_channels=64, emb_dim=64), 250, 2e-3,
+     [(60, "shapes_unet_early"), (250, "shapes_unet")]),
+    ("shapes_ddpm", "shapes", "UNet2DModel", "vp_epsilon", False, {}, 200, 1e-3,
+     [(200, "shapes_ddpm")]),
+    ("shapes_dit_flow", "shapes", "SmallDiT", "flow", True,
+     dict(patch_size=4, width=96, depth=4, n_heads=4), 300, 1e-3, [(300, "shapes_dit_flow")]),
+    ("shapes_unet_flow", "shapes", "SmallUNet", "flow", False,
+     dict(channels=(16, 32), mid_channels=64, emb_dim=64), 250, 2e-3, [(250, "shapes_unet_flow")]),
     # round 2 of the study (docs/noise_level_study.md, "Round 2"): the fresh held-out set,
     # trained after the round-2 protocol was committed
-    "digits_ddpm": dict(
-        data="digits", arch="UNet2DModel", param="vp_epsilon", attention=False,
-        build=lambda c, s: _unet2d(c, s, attention=False),
-        steps=500, batch=32, lr=1e-3, save=[(500, "digits_ddpm")]),
-    "digits_unet_m": dict(
-        data="digits", arch="SmallUNet", param="edm", attention=False,
-        build=lambda c, s: SmallUNet(in_channels=c, channels=(24, 48), mid_channels=64,
-                                     emb_dim=64, image_size=s),
-        steps=1000, batch=32, lr=2e-3, save=[(1000, "digits_unet_m")]),
-    "shapes_dit_p2": dict(
-        data="shapes", arch="SmallDiT", param="flow", attention=True,
-        build=lambda c, s: SmallDiT(in_channels=c, image_size=s, patch_size=2, width=64,
-                                    depth=4, n_heads=4),
-        steps=300, batch=32, lr=1e-3, save=[(300, "shapes_dit_p2")]),
-}
+    ("digits_ddpm", "digits", "UNet2DModel", "vp_epsilon", False, {}, 500, 1e-3,
+     [(500, "digits_ddpm")]),
+    ("digits_unet_m", "digits", "SmallUNet", "edm", False,
+     dict(channels=(24, 48), mid_channels=64, emb_dim=64), 1000, 2e-3, [(1000, "digits_unet_m")]),
+    ("shapes_dit_p2", "shapes", "SmallDiT", "flow", True,
+     dict(patch_size=2, width=64, depth=4, n_heads=4), 300, 1e-3, [(300, "shapes_dit_p2")]),
+]
+_COLUMNS = ("data", "arch", "param", "attention", "options", "steps", "lr", "save")
+
+# name -> recipe (a dict of the columns, batch 32)
+SPECS = {name: dict(zip(_COLUMNS, row), batch=32) for name, *row in RECIPES}
 
 
 def load_data(name):
@@ -168,7 +155,7 @@ def train(name, time_only=False):
     n, c, h, _ = x_all.shape
     seed = 0
     torch.manual_seed(seed)
-    net = spec["build"](c, h).train()
+    net = build(spec, c, h).train()
     n_params = sum(p.numel() for p in net.parameters())
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     loss_fn = make_loss(spec, net)
