@@ -163,3 +163,18 @@ def test_decomposer_fit_agrees_with_the_exact_path(estimator, small_blocks):
 def test_accumulate_equals_update():
     views = _views()
     _assert_same(accumulate(views), GroupedViewStatistics().update(views))
+
+
+def test_lidar_of_wide_features_takes_the_dual_form_with_the_primal_value(monkeypatch):
+    from skicr.metrics import _baselines, lidar
+
+    rng = np.random.default_rng(3)
+    views = rng.normal(size=(12, 1, 40)) + 0.5 * rng.normal(size=(12, 3, 40))  # d = 40 > 24 rows
+    scaled, scale = _baselines._scaled_views(views, None)
+    primal = _baselines._lidar_of_statistics(accumulate(scaled), scale, 1e-4, 1e-8)
+    calls = []
+    monkeypatch.setattr(_baselines, "accumulate", lambda *a, **k: calls.append(a) or accumulate(*a, **k))
+    dual = lidar(views)
+    assert not calls  # no d x d statistics
+    np.testing.assert_allclose(dual, primal, rtol=1e-8)
+    np.testing.assert_allclose(lidar(views * 1e6, delta=1e8), primal, rtol=1e-8)  # scale-free

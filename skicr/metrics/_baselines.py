@@ -14,6 +14,7 @@ from scipy.special import logsumexp
 from sklearn.utils._param_validation import Interval, validate_params
 
 from ._covariance import normalised_covariances
+from ._dual import dual_decompose
 from ._icr import accumulate
 from ._spectrum import generalized_spectrum
 from ._statistics import GroupedViewStatistics, data_scale
@@ -88,6 +89,9 @@ def lidar(views, n_views=None, *, delta=1e-4, eps=1e-8):
     ``Sigma_b = cov(m) (N - 1 dof)`` and ``Sigma_w = sum xi xi^T / (N (V - 1))``
     (the plug-in covariances of ICR, as stable-pretraining computes them), then
     ``p = lambda / sum(lambda) + eps`` and ``LiDAR = exp(-sum p log p)``.
+    Features wider than the residual rows (``d > N (V - 1)``) take the dual
+    (Gram) form of the same spectrum (see ``dual_decompose``): no ``d x d``
+    matrix is formed.
 
     Parameters
     ----------
@@ -115,6 +119,14 @@ def lidar(views, n_views=None, *, delta=1e-4, eps=1e-8):
     True
     """
     views, scale = _scaled_views(views, n_views)
+    n_images, n_views_, d = views.shape
+    if d > n_images * (n_views_ - 1):
+        # wider than the residual rows (flattened feature maps): the same spectrum
+        # through the dual (Gram) form, never a d x d matrix
+        with np.errstate(over="ignore"):
+            ridge = float(min(delta / np.float64(scale) ** 2, 1e300))
+        spectrum = dual_decompose(views, tau=ridge, tau_mode="absolute").eigenvalues
+        return effective_rank(spectrum, eps)
     return _lidar_of_statistics(accumulate(views), scale, delta, eps)
 
 
