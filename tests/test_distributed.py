@@ -34,6 +34,7 @@ def _worker(rank, world_size, port, views, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes that import torch and join a gloo group
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_two_process_all_reduce_equals_single_process(tmp_path):
     rng = np.random.default_rng(0)
@@ -98,6 +99,7 @@ def _loader_worker(rank, world_size, port, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes that import torch and join a gloo group
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_two_process_loader_fit_equals_single_process(tmp_path):
     import pickle
