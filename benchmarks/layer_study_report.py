@@ -164,6 +164,9 @@ def few_label_outcomes(record):
 def choose_few_labels(dev):
     """fewlabel_layer or fewlabel_joint: the smaller mean gap at k = 5 on dev."""
     gaps = {"fewlabel_layer": [], "fewlabel_joint": []}
+    dev = [r for r in dev if "few_labels" in r]
+    if not dev:
+        return None  # decided when the few-labels probes of the dev models exist
     for record in dev:
         outcomes = few_label_outcomes(record)
         gaps["fewlabel_layer"] += [o["gap_points"] for o in outcomes["fewlabel_layer"][5]]
@@ -211,28 +214,28 @@ def correlations(record):
     return out
 
 
-def plot_heatmaps(records, names, path):
-    """Criterion and accuracy over layer x sigma, one row of panels per model."""
+def plot_heatmaps(record, params, path):
+    """One model: the dev-chosen criterion and the probe accuracy over layer x sigma, stacked
+    (sized for the documentation's content column); the chosen cell outlined."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from skicr.model_selection import select_from_results
     from skicr.plotting import plot_icr_surface
 
-    names = [n for n in names if n in records]
-    if not names:
-        return None
-    plt.rcParams.update({"font.size": 10})
-    heights = [1.6 + 0.42 * len(records[n]["layers"]) for n in names]
-    fig, axes = plt.subplots(len(names), 2, figsize=(13, sum(heights) + 0.6),
-                             gridspec_kw={"height_ratios": heights}, layout="constrained",
-                             squeeze=False)
-    for row, name in enumerate(names):
-        cv = {key: value for key, value in records[name]["cv_results"].items()}
-        plot_icr_surface(cv, ax=axes[row, 0], title=f"{name}: held-out ICR")
-        plot_icr_surface(cv, value="probe_accuracy", ax=axes[row, 1],
-                         title=f"{name}: probe accuracy")
+    cv = record["cv_results"]
+    index, _ = select_from_results(cv, **params)
+    criterion = params["layer_scoring"] or params["scoring"]
+    n_layers = len(record["layers"])
+    plt.rcParams.update({"font.size": 11})
+    fig, axes = plt.subplots(2, 1, figsize=(8.5, 2 * (2.3 + 0.5 * n_layers)),
+                             layout="constrained")
+    plot_icr_surface(cv, best_index=index, value=criterion, ax=axes[0],
+                     title=f"{record['model']}: {criterion} (the layer criterion)")
+    plot_icr_surface(cv, best_index=index, value="probe_accuracy", ax=axes[1],
+                     title=f"{record['model']}: probe accuracy (one augmented noisy view)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -312,23 +315,34 @@ def write_report(out_dir=RESULTS):
     lines += ["## Cost", ""]
     cost_rows = [[f"`{n}`", len(r["layers"]), len(r["sigmas"]),
                   f"{sum(r['extract_seconds']):.0f}", f"{r['score_seconds']:.0f}",
-                  f"{r['few_seconds']:.0f}"] for n, r in records.items()]
+                  f"{r['few_seconds']:.0f}" if "few_seconds" in r else ""]
+                 for n, r in records.items()]
     lines += [table(cost_rows, ["model", "layers", "sigmas", "extraction s (one pass per sigma)",
                                 "selector s (all cells, 5 folds, probe)",
                                 "few-labels probes s"]), "",
               "Seconds on the session's shared 2-core machine at nice 19 (one torch and one "
               "BLAS thread): indicative only.", ""]
-    figure = plot_heatmaps(records, HEATMAP_MODELS, FIGURES / "layer_study_heatmaps.png")
-    if figure is not None:
-        lines += ["## Heat maps", "",
-                  f"![held-out ICR and probe accuracy over layer x sigma]"
-                  f"(../../docs/_static/{figure.name})", ""]
+    lines += ["## Heat maps", "",
+              f"The dev-chosen criterion (`{params['layer_scoring'] or params['scoring']}`) and "
+              "the probe accuracy over layer x sigma; red: the lowest held-out ICR (the old "
+              "default), dashed magenta: the probe optimum, dotted white: the dev-chosen "
+              "procedure's cell (where it is neither).", ""]
+    for name in HEATMAP_MODELS:
+        if name in records:
+            figure = plot_heatmaps(records[name], params, FIGURES / f"layer_study_{name}.png")
+            lines += [f"![{name}](../../docs/_static/{figure.name})", ""]
     REPORT.write_text("\n".join(lines) + "\n")
     print(REPORT.read_text())
     return records
 
 
 def few_labels_section(records, choice):
+    records = {n: r for n, r in records.items() if "few_labels" in r}
+    if not records:
+        return ["## Few labels", "", "Not measured yet (no record has its few-labels probes).", ""]
+    if choice.get("few_labels_default") is None:
+        dev = [r for r in records.values() if r["split"] == "dev"]
+        choice = {**choice, "few_labels_default": choose_few_labels(dev)}
     lines = ["## Few labels: accuracy of the chosen cell against k labelled images per class",
              "",
              "`fewlabel_layer(k)`: sigma by the held-out ICR within each layer (label-free), the "

@@ -161,10 +161,13 @@ def plot_icr_surface(cv_results, best_index=None, value="icr", annotate=None, ax
         Row of the chosen cell, outlined (dotted white) when it is neither
         the ICR minimum nor the probe maximum (e.g. after
         ``scoring="probe"`` it coincides with the probe maximum).
-    value : {"icr", "probe_accuracy"}, default="icr"
+    value : str, default="icr"
         What the colours show: the mean ICR (lower is cleaner, drawn
-        bright) or the mean probe accuracy (higher is better, drawn
-        bright).
+        bright), the mean probe accuracy (higher is better, drawn bright)
+        or any other criterion with a ``mean_<value>`` column (those whose
+        name starts with ``icr`` are lower-is-better, the others
+        higher-is-better, e.g. ``"icr_insample"``, ``"invariant_dims"``;
+        bright is better on every map).
     annotate : bool, default=None
         Write each cell's value in it. None: when there are at most 120
         cells.
@@ -189,18 +192,21 @@ def plot_icr_surface(cv_results, best_index=None, value="icr", annotate=None, ax
     ['mid', 'up.0']
     """
     plt = _pyplot()
-    if value not in ("icr", "probe_accuracy"):
-        raise ValueError(f'value must be "icr" or "probe_accuracy"; got {value!r}.')
     key = f"mean_{value}"
+    if not isinstance(value, str) or key not in cv_results:
+        raise ValueError(
+            f"value must be the name of a column mean_<value> of cv_results; got {value!r}.")
+    lower_is_better = value.startswith("icr")
     layers, sigmas, grid = _surface_grid(cv_results, key)
     if ax is None:
         _, ax = plt.subplots(figsize=(1.2 + 0.75 * sigmas.size, 1.6 + 0.5 * len(layers)))
 
     # bright = good on both maps: low ICR, high accuracy
-    cmap = "viridis_r" if value == "icr" else "viridis"
+    cmap = "viridis_r" if lower_is_better else "viridis"
     mesh = ax.pcolormesh(_log_edges(sigmas), np.arange(len(layers) + 1), grid, cmap=cmap,
                          shading="flat")
-    label = "held-out ICR (lower is cleaner)" if value == "icr" else "probe accuracy"
+    label = {"icr": "held-out ICR (lower is cleaner)", "probe_accuracy": "probe accuracy"}.get(
+        value, f"{value} ({'lower' if lower_is_better else 'higher'} is better)")
     ax.figure.colorbar(mesh, ax=ax, label=label, pad=0.02)
     ax.set_xscale("log")
     ax.set_xticks(sigmas)
@@ -221,9 +227,9 @@ def plot_icr_surface(cv_results, best_index=None, value="icr", annotate=None, ax
             for j, s in enumerate(sigmas):
                 if np.isfinite(grid[i, j]):
                     # dark text on the bright half of either colour map
-                    bright = (grid[i, j] < middle) == (value == "icr")
-                    ax.text(s, i + 0.5, f"{grid[i, j]:.3f}" if value == "icr"
-                            else f"{grid[i, j]:.2f}", ha="center", va="center",
+                    bright = (grid[i, j] < middle) == lower_is_better
+                    ax.text(s, i + 0.5, f"{grid[i, j]:.3f}" if lower_is_better
+                            else f"{grid[i, j]:.3g}", ha="center", va="center",
                             fontsize="x-small", color="black" if bright else "white")
 
     handles, labels = [], []

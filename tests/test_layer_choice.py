@@ -361,3 +361,24 @@ def test_cli_layer_choice_report_says_what_was_label_free():
     assert report["n_labels_per_class"] == 2 and report["settled"] is True
     assert "2 labelled images per class" in report["message"]
     assert "without labels" in report["message"]  # the sigma part
+
+
+def test_plot_icr_surface_draws_any_criterion():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skicr.plotting import plot_icr_surface
+
+    selector, _, _ = _layer_fit(layer_scoring="invariant_dims")
+    results = selector.cv_results_
+    for value, cmap, label in (("invariant_dims", "viridis", "invariant_dims (higher is better)"),
+                               ("icr_insample", "viridis_r", "icr_insample (lower is better)")):
+        ax = plot_icr_surface(results, best_index=selector.best_index_, value=value)
+        mesh = ax.collections[0]
+        assert mesh.get_cmap().name == cmap
+        np.testing.assert_allclose(np.asarray(mesh.get_array()).ravel(), results[f"mean_{value}"])
+        assert ax.figure.axes[-1].get_ylabel() == label
+        plt.close(ax.figure)
+    with pytest.raises(ValueError, match="mean_<value>"):
+        plot_icr_surface(results, value="lidar_flatten")
