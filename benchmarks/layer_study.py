@@ -14,8 +14,9 @@ benchmarks/layer_study_report.py) reads only those files::
     python benchmarks/layer_study.py --split dev        # extract + score the dev models
     python benchmarks/layer_study_report.py --choose    # the label-free choice, dev only
     python benchmarks/layer_study.py --split heldout    # then the held-out ones
-    python benchmarks/layer_study.py --split dev --few-labels       # the few-labels probes
-    python benchmarks/layer_study.py --split heldout --few-labels
+    python benchmarks/layer_study.py --split dev --few-labels layer   # the few-labels probes
+    python benchmarks/layer_study.py --split heldout --few-labels layer
+    python benchmarks/layer_study.py --split dev --few-labels joint   # fewlabel_joint, last
     python benchmarks/layer_study_report.py             # tables + figures from the JSON
     python benchmarks/layer_study.py --quick            # smoke test (tiny, to /tmp)
 """
@@ -56,9 +57,9 @@ LAYERS = {
 #: the few-labels curve: labelled images per class, and draws
 FEW_LABELS = (1, 2, 5, 10, 20)
 FEW_LABEL_SEEDS = (0, 1, 2, 3, 4)
-#: fewlabel_joint (the k-labels probe over every cell) at one budget and three draws
+#: fewlabel_joint (the k-labels probe over every cell) at one budget and one draw
 JOINT_K = 5
-JOINT_SEEDS = (0, 1, 2)
+JOINT_SEEDS = (0,)
 
 
 class CachedExtractor(BaseEstimator):
@@ -234,28 +235,36 @@ def run_model(name, *, n_images=N_IMAGES, sigmas=SIGMAS, out_dir=RESULTS, cache_
     return record
 
 
-def run_few_labels(name, *, n_images=N_IMAGES, sigmas=SIGMAS, out_dir=RESULTS, cache_dir=CACHE,
-                   few_labels=FEW_LABELS, seeds=FEW_LABEL_SEEDS, joint_seeds=JOINT_SEEDS):
-    """The few-labels probes of a scored model (its JSON gains a ``few_labels`` entry)."""
+def run_few_labels(name, *, stage="layer", n_images=N_IMAGES, sigmas=SIGMAS, out_dir=RESULTS,
+                   cache_dir=CACHE, few_labels=FEW_LABELS, seeds=FEW_LABEL_SEEDS,
+                   joint_seeds=JOINT_SEEDS):
+    """The few-labels probes of a scored model, added to its JSON's ``few_labels`` entry.
+
+    ``stage="layer"``: fewlabel_layer(k), the k-labels probe at each layer's label-free
+    sigma, every k and seed; ``stage="joint"``: fewlabel_joint, the k-labels probe on
+    every cell (k = JOINT_K), run after the other stage.
+    """
     path = out_dir / f"{name}.json"
     record = json.loads(path.read_text())
     cache, _, _, layers, _ = extract_model(name, n_images=n_images, sigmas=sigmas,
                                            cache_dir=cache_dir)
     _, y = load_data(MODELS[name]["data"], n_images)
     start = time.perf_counter()
-    # fewlabel_layer(k): only each layer's label-free sigma needs the k-labels probe
-    per_layer = label_free_sigmas(record["cv_results"], layers)
-    few = {"layer_cells": [list(cell) for cell in per_layer],
-           "layer": {str(k): {str(seed): few_label_results(cache, per_layer, y, k, seed)
-                              for seed in seeds} for k in few_labels},
-           "joint_k": JOINT_K,
-           "joint": {str(seed): few_label_results(cache, [(layer, s) for layer in layers
-                                                           for s in record["sigmas"]],
-                                                  y, JOINT_K, seed)
-                     for seed in joint_seeds}}
-    record["few_labels"] = few
-    record["few_seconds"] = time.perf_counter() - start
-    print(f"{name}: few-labels probes in {record['few_seconds']:.0f}s", flush=True)
+    few = record.setdefault("few_labels", {})
+    if stage == "layer":
+        # only each layer's label-free sigma needs the k-labels probe
+        per_layer = label_free_sigmas(record["cv_results"], layers)
+        few["layer_cells"] = [list(cell) for cell in per_layer]
+        few["layer"] = {str(k): {str(seed): few_label_results(cache, per_layer, y, k, seed)
+                                 for seed in seeds} for k in few_labels}
+    else:
+        cells = [(layer, s) for layer in layers for s in record["sigmas"]]
+        few["joint_k"] = JOINT_K
+        few["joint"] = {str(seed): few_label_results(cache, cells, y, JOINT_K, seed)
+                        for seed in joint_seeds}
+    record[f"few_seconds_{stage}"] = time.perf_counter() - start
+    print(f"{name}: few-labels probes ({stage}) in {record[f'few_seconds_{stage}']:.0f}s",
+          flush=True)
     path.write_text(json.dumps(record, indent=0))
     return record
 
@@ -264,8 +273,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=["dev", "heldout"], default=None)
     parser.add_argument("--models", default=None, help="comma-separated model names")
-    parser.add_argument("--few-labels", action="store_true",
-                        help="add the few-labels probes to already scored models")
+    parser.add_argument("--few-labels", choices=["layer", "joint"], default=None,
+                        help="add the few-labels probes to already scored models: "
+                             "fewlabel_layer (every k and draw) or fewlabel_joint")
     parser.add_argument("--analyse", action="store_true")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: the shipped model, 3 sigmas, 80 images, to /tmp")
@@ -276,9 +286,10 @@ def main(argv=None):
             out = Path("/tmp/layer_study_quick")
             run_model("digits_shipped", n_images=80, sigmas=SIGMAS[::5], out_dir=out,
                       cache_dir=out / "cache")
-            run_few_labels("digits_shipped", n_images=80, sigmas=SIGMAS[::5], out_dir=out,
-                           cache_dir=out / "cache", few_labels=(1, 2), seeds=(0,),
-                           joint_seeds=(0,))
+            for stage in ("layer", "joint"):
+                run_few_labels("digits_shipped", stage=stage, n_images=80, sigmas=SIGMAS[::5],
+                               out_dir=out, cache_dir=out / "cache", few_labels=(1, 2),
+                               seeds=(0,), joint_seeds=(0,))
             return 0
         names = []
         if args.models:
@@ -290,7 +301,7 @@ def main(argv=None):
                 print(f"skip {name}: no weights at {MODELS[name]['file']}", flush=True)
                 continue
             if args.few_labels:
-                run_few_labels(name)
+                run_few_labels(name, stage=args.few_labels)
             else:
                 run_model(name)
         if args.analyse:

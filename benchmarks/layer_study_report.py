@@ -152,6 +152,8 @@ def few_label_outcomes(record):
             cv = few_label_cv(record, accuracies, cells)
             index, _ = select_from_results(cv, scoring="icr", layer_scoring="probe")
             out["fewlabel_layer"][int(k)].append(outcome(record, index))
+    if "joint" not in few:
+        return out
     all_cells = [(layer, sigma) for layer in record["layers"] for sigma in record["sigmas"]]
     out["fewlabel_joint"][int(few["joint_k"])] = []
     for accuracies in few["joint"].values():
@@ -169,9 +171,9 @@ def choose_few_labels(dev):
         return None  # decided when the few-labels probes of the dev models exist
     for record in dev:
         outcomes = few_label_outcomes(record)
-        gaps["fewlabel_layer"] += [o["gap_points"] for o in outcomes["fewlabel_layer"][5]]
-        gaps["fewlabel_joint"] += [o["gap_points"] for o in outcomes["fewlabel_joint"][5]]
-    means = {name: float(np.mean(values)) for name, values in gaps.items()}
+        for name in gaps:
+            gaps[name] += [o["gap_points"] for o in outcomes[name].get(5, [])]
+    means = {name: float(np.mean(values)) for name, values in gaps.items() if values}
     return {"procedure": min(means, key=means.get), "dev_mean_gap_k5": means}
 
 
@@ -315,7 +317,8 @@ def write_report(out_dir=RESULTS):
     lines += ["## Cost", ""]
     cost_rows = [[f"`{n}`", len(r["layers"]), len(r["sigmas"]),
                   f"{sum(r['extract_seconds']):.0f}", f"{r['score_seconds']:.0f}",
-                  f"{r['few_seconds']:.0f}" if "few_seconds" in r else ""]
+                  " + ".join(f"{r[key]:.0f}" for key in ("few_seconds_layer", "few_seconds_joint")
+                             if key in r)]
                  for n, r in records.items()]
     lines += [table(cost_rows, ["model", "layers", "sigmas", "extraction s (one pass per sigma)",
                                 "selector s (all cells, 5 folds, probe)",
@@ -348,7 +351,7 @@ def few_labels_section(records, choice):
              "`fewlabel_layer(k)`: sigma by the held-out ICR within each layer (label-free), the "
              "layer by the k-labels probe (`NoiseLevelSelector(layer_scoring=\"probe\", "
              "n_labels_per_class=k)`), 5 draws per k. `fewlabel_joint(k)`: the k-labels probe "
-             "over every cell (`scoring=\"probe\"`), 3 draws. The accuracy of the chosen cell is "
+             "over every cell (`scoring=\"probe\"`), k = 5, 1 draw. The accuracy of the chosen cell is "
              "the full 5-fold probe's (the study's ground truth); within 2: share of (model, "
              "draw) pairs within 2 points of the probe optimum.", "",
              f"Recommended procedure (dev, smaller mean gap at k = 5): "
@@ -363,6 +366,8 @@ def few_labels_section(records, choice):
             continue
         outcomes = [few_label_outcomes(r) for r in recs]
         for procedure in ("fewlabel_layer", "fewlabel_joint"):
+            if any(not out[procedure] for out in outcomes):
+                continue  # not measured on every model of this set
             ks = sorted(outcomes[0][procedure])
             for k in ks:
                 pooled = [o for out in outcomes for o in out[procedure][k]]
