@@ -379,7 +379,7 @@ def few_labels_section(records, choice):
                              f"{np.mean(gaps <= 2):.0%}"])
                 curve[(half, procedure, k)] = {"mean_gap": float(gaps.mean()),
                                                "within_2pt": float(np.mean(gaps <= 2))}
-    lines += [table(rows, ["models", "procedure", "k per class", "models", "draws",
+    lines += [table(rows, ["set", "procedure", "k per class", "models", "draws",
                            "mean acc. of choice", "mean gap", "median gap", "worst gap",
                            "within 2"]), ""]
     per_model = []
@@ -390,9 +390,50 @@ def few_labels_section(records, choice):
     ks = sorted(few_label_outcomes(next(iter(records.values())))["fewlabel_layer"])
     lines += ["Mean gap (points) of `fewlabel_layer(k)` per model:", "",
               table(per_model, ["model"] + [f"k={k}" for k in ks]), ""]
+    figure = plot_few_labels(curve, FIGURES / "layer_study_few_labels.png")
+    if figure is not None:
+        lines += [f"![mean gap against k](../../docs/_static/{figure.name})", ""]
     (RESULTS.parent / "layer_study_few_labels.json").write_text(json.dumps(
         {f"{h}/{p}/{k}": v for (h, p, k), v in curve.items()}, indent=1) + "\n")
     return lines
+
+
+def plot_few_labels(curve, path):
+    """Mean gap and share within 2 points of fewlabel_layer(k) against k, per half."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    halves = [h for h in ("dev", "heldout", "all") if (h, "fewlabel_layer", 5) in curve]
+    if not halves:
+        return None
+    plt.rcParams.update({"font.size": 11})
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.4), layout="constrained")
+    names = {"dev": "development (5)", "heldout": "held-out (4)", "all": "all nine"}
+    for half, marker in zip(halves, "os^"):
+        ks = sorted(k for h, p, k in curve if h == half and p == "fewlabel_layer")
+        gap = [curve[(half, "fewlabel_layer", k)]["mean_gap"] for k in ks]
+        share = [100 * curve[(half, "fewlabel_layer", k)]["within_2pt"] for k in ks]
+        axes[0].plot(ks, gap, marker=marker, label=names[half])
+        axes[1].plot(ks, share, marker=marker, label=names[half])
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xticks([1, 2, 5, 10, 20])
+        ax.set_xticklabels(["1", "2", "5", "10", "20"])
+        ax.minorticks_off()
+        ax.set_xlabel("labelled images per class (k)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean gap to the probe optimum (points)")
+    axes[1].set_ylabel("draws within 2 points (%)")
+    axes[1].set_ylim(0, 105)
+    axes[0].legend(fontsize="small", frameon=False)
+    fig.suptitle("few labels: the layer by a k-labels probe, sigma label-free in each layer",
+                 fontsize="medium")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
 
 
 def main(argv=None):

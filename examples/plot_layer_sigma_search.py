@@ -69,8 +69,12 @@ _ = ax.set_title("400 digits, 4 views: held-out ICR over layer x sigma")
 # invariance, and shallow layers at tiny noise look clean because they
 # barely change between views. On the full digits study (see the scan page of
 # the documentation) the label-free cell misses the probe's best layer, so
-# use the surface to set each layer's sigma and a few labels
-# (``scoring="probe"``) to choose between layers.
+# use the surface to set each layer's sigma and a few labels to choose
+# between layers: ``layer_scoring="probe", n_labels_per_class=5`` keeps sigma
+# label-free within each layer and compares the layers by a probe trained on
+# five labelled images per class (the layer study of the documentation
+# measures how many labels it takes); ``label_free_choice_`` says which part
+# of a choice used labels.
 best_per_layer = selector.icr_surface_.idxmin(axis=1)
 probe_best_per_layer = selector.probe_surface_.idxmax(axis=1)
 for layer in selector.icr_surface_.index:
