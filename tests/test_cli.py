@@ -170,7 +170,7 @@ def test_parse_sigmas():
 def test_scan_joint_layers(tiny_model, tmp_path, capsys):
     out = tmp_path / "scan"
     code = cli.main(["scan", "--model", tiny_model, "--out", str(out), "--layers",
-                     "down.1, mid,up.0", *TINY_GRID])
+                     "down.1, mid,up.0", "--layer-scoring", "joint", *TINY_GRID])
     assert code == 0
     table, report = read_outputs(out)
     assert list(table["layer"]) == ["down.1"] * 2 + ["mid"] * 2 + ["up.0"] * 2
@@ -199,3 +199,15 @@ def test_scan_joint_layers(tiny_model, tmp_path, capsys):
     assert report["choice"]["layer_scoring"] == "probe"
     assert report["choice"]["n_labels_per_class"] == 2
     assert report["layer_choice"]["message"] in capsys.readouterr().out
+    # the default with --layers: the layer study's label-free procedure, said to be a guess
+    from skicr.recipes import LAYER_SEARCH_DEFAULTS
+
+    out = tmp_path / "default"
+    assert cli.main(["scan", "--model", tiny_model, "--out", str(out), "--layers", "down.1,mid",
+                     *TINY_GRID]) == 0
+    table, report = read_outputs(out)
+    assert report["choice"]["layer_scoring"] == LAYER_SEARCH_DEFAULTS["layer_scoring"]
+    assert report["choice"]["rule"] == LAYER_SEARCH_DEFAULTS["rule"]
+    assert report["layer_choice"]["label_free"] is True
+    assert report["layer_choice"]["by"] == LAYER_SEARCH_DEFAULTS["layer_scoring"]
+    assert table["chosen"].sum() == 1

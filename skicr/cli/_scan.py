@@ -10,7 +10,7 @@ import numpy as np
 
 from .._utils.plotting import cli_pyplot, save_figure
 from .._utils.validation import check_layer_list
-from ..recipes import SCAN_DEFAULTS, augment_presets, make_probe, parse_sigmas
+from ..recipes import LAYER_SEARCH_DEFAULTS, SCAN_DEFAULTS, augment_presets, make_probe, parse_sigmas
 from ._common import (
     CLIError,
     ReportWriter,
@@ -263,13 +263,14 @@ def add_scan_parser(subparsers):
                              "as a heat map (instead of --layer)")
     parser.add_argument("--layer-scoring", default=None,
                         choices=["icr", "icr_insample", "lidar", "rankme", "icr_top", "icr_pca",
-                                 "invariant_rank", "invariant_dims", "probe"],
+                                 "invariant_rank", "invariant_dims", "probe", "joint"],
                         help="with --layers: give each layer its own sigma (by --scoring and "
                              "--rule) and compare the layers at those sigmas by this criterion; "
-                             "probe: by the probe's accuracy (needs --labels; see "
-                             "--labels-per-class). Default: the best cell over all layers and "
-                             "sigmas by --scoring, a label-free layer choice that the layer "
-                             "study found unreliable (docs/layer_study.md)")
+                             "probe: by the probe's accuracy (needs labels; see "
+                             "--labels-per-class); joint: the best --scoring cell over all "
+                             f"layers and sigmas. Default: {LAYER_SEARCH_DEFAULTS['layer_scoring']}"
+                             ", the layer study's label-free choice, which it found unreliable "
+                             "(docs/layer_study.md)")
     parser.add_argument("--labels-per-class", type=int_at_least(1), default=None,
                         help="few-labels mode: the probe uses only this many labelled images "
                              "per class (a seeded draw; label -1 in --labels marks an unlabelled "
@@ -293,11 +294,12 @@ def add_scan_parser(subparsers):
                              "in-sample ICR, LiDAR or RankMe (the last four: criteria meant for "
                              "comparing layers, docs/layer_study.md); all are measured on the "
                              "same folds (default: %(default)s, see docs/scan.md)")
-    parser.add_argument("--rule", default=d["rule"],
+    parser.add_argument("--rule", default=None,
                         choices=["best", "one_se_low", "one_se_high", "knee"],
                         help="how the criterion's curve picks sigma: its optimum, the smallest "
                              "or largest sigma within one fold standard error of it, or the knee "
-                             "(default: %(default)s)")
+                             f"(default: {d['rule']}; with --layers, within each layer: "
+                             f"{LAYER_SEARCH_DEFAULTS['rule']}, the layer study's choice)")
     parser.add_argument("--cv", type=int_at_least(1), default=d["cv"],
                         help="folds over images for the held-out ICR and the probe; 1: in-sample "
                              "ICR, no probe (default: %(default)s)")
@@ -594,9 +596,21 @@ def _first_images(dataset):
                      for item in items])
 
 
+def _resolve_layer_defaults(args):
+    """``--rule`` and ``--layer-scoring`` left unset: the layer study's procedure with
+    ``--layers`` (recipes.LAYER_SEARCH_DEFAULTS), the single-layer default otherwise."""
+    if args.rule is None:
+        args.rule = SCAN_DEFAULTS["rule"] if args.layers is None else LAYER_SEARCH_DEFAULTS["rule"]
+    if args.layer_scoring is None and args.layers is not None:
+        args.layer_scoring = LAYER_SEARCH_DEFAULTS["layer_scoring"]
+    if args.layer_scoring == "joint":
+        args.layer_scoring = None  # the best cell over all layers and sigmas
+
+
 def run_scan(args):
     """Run ``skicr scan`` with parsed arguments; returns the exit code."""
     started = time.perf_counter()
+    _resolve_layer_defaults(args)
     device = check_device(args.device)
     rank, world_size, device, created = _start_distributed(device)
     try:
