@@ -313,7 +313,9 @@ def write_report(out_dir=RESULTS):
                                           for k in CRITERIA])
     lines += [table(corr_rows, ["model"] + [f"`{c}`" for c in CRITERIA]), ""]
 
-    lines += few_labels_section(records, choice)
+    reference = {half: summarize([evaluate(r, params) for r in recs.values()])
+                 for half, recs in (("dev", dev), ("heldout", held)) if recs}
+    lines += few_labels_section(records, choice, reference)
     lines += ["## Cost", ""]
     cost_rows = [[f"`{n}`", len(r["layers"]), len(r["sigmas"]),
                   f"{sum(r['extract_seconds']):.0f}", f"{r['score_seconds']:.0f}",
@@ -339,7 +341,7 @@ def write_report(out_dir=RESULTS):
     return records
 
 
-def few_labels_section(records, choice):
+def few_labels_section(records, choice, reference=None):
     records = {n: r for n, r in records.items() if "few_labels" in r}
     if not records:
         return ["## Few labels", "", "Not measured yet (no record has its few-labels probes).", ""]
@@ -390,7 +392,8 @@ def few_labels_section(records, choice):
     ks = sorted(few_label_outcomes(next(iter(records.values())))["fewlabel_layer"])
     lines += ["Mean gap (points) of `fewlabel_layer(k)` per model:", "",
               table(per_model, ["model"] + [f"k={k}" for k in ks]), ""]
-    figure = plot_few_labels(curve, FIGURES / "layer_study_few_labels.png")
+    figure = plot_few_labels(curve, FIGURES / "layer_study_few_labels.png", reference,
+                             choice["winner"])
     if figure is not None:
         lines += [f"![mean gap against k](../../docs/_static/{figure.name})", ""]
     (RESULTS.parent / "layer_study_few_labels.json").write_text(json.dumps(
@@ -398,8 +401,9 @@ def few_labels_section(records, choice):
     return lines
 
 
-def plot_few_labels(curve, path):
-    """Mean gap and share within 2 points of fewlabel_layer(k) against k, per half."""
+def plot_few_labels(curve, path, reference=None, label_free_name=""):
+    """Mean gap and share within 2 points of fewlabel_layer(k) against k, per half; dotted:
+    the dev-chosen label-free procedure (no label at all) on the same half."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -415,8 +419,11 @@ def plot_few_labels(curve, path):
         ks = sorted(k for h, p, k in curve if h == half and p == "fewlabel_layer")
         gap = [curve[(half, "fewlabel_layer", k)]["mean_gap"] for k in ks]
         share = [100 * curve[(half, "fewlabel_layer", k)]["within_2pt"] for k in ks]
-        axes[0].plot(ks, gap, marker=marker, label=names[half])
+        line, = axes[0].plot(ks, gap, marker=marker, label=names[half])
         axes[1].plot(ks, share, marker=marker, label=names[half])
+        if reference and half in reference:
+            axes[0].axhline(reference[half]["mean_gap"], color=line.get_color(), ls=":")
+            axes[1].axhline(100 * reference[half]["within_2pt"], color=line.get_color(), ls=":")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xticks([1, 2, 5, 10, 20])
@@ -428,8 +435,8 @@ def plot_few_labels(curve, path):
     axes[1].set_ylabel("draws within 2 points (%)")
     axes[1].set_ylim(0, 105)
     axes[0].legend(fontsize="small", frameon=False)
-    fig.suptitle("few labels: the layer by a k-labels probe, sigma label-free in each layer",
-                 fontsize="medium")
+    fig.suptitle("few labels: the layer by a k-labels probe, sigma label-free in each layer\n"
+                 f"(dotted: no labels at all, {label_free_name})", fontsize="medium")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -56,7 +56,14 @@ LAYER_STUDY = {
         "cells for 1 of 4 (worst 39 points)"
     ),
     # the few-labels mode at k labelled images per class (layer_scoring="probe")
-    "few_labels": {"k": 5, "summary": "the study measures how many labels it takes"},
+    "few_labels": {
+        "k": 5,
+        "summary": (
+            "in the study, the layer chosen by a probe on 5 labelled images per class, sigma "
+            "label-free, was within 2 points for 36% of the draws on the nine zoo models (mean "
+            "gap 3.5 points): labels choose the layer, not the sigma within it"
+        ),
+    },
 }
 
 #: defaults of ``skicr track``: a run of a few CPU minutes on the full digits
