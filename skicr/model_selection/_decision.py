@@ -85,7 +85,7 @@ class LayerChoiceWarning(UserWarning):
     >>> import warnings
     >>> from skicr.model_selection import LayerChoiceWarning
     >>> with warnings.catch_warnings():
-    ...     warnings.simplefilter("error", LayerChoiceWarning)  # demand a labelled layer choice
+    ...     warnings.simplefilter("error", LayerChoiceWarning)  # make it fatal
     """
 
 
