@@ -59,6 +59,21 @@ def test_scan_other_criterion_and_rule(tiny_model, tmp_path, capsys):
     assert report["choice"]["scoring"] == "rankme" and report["choice"]["rule"] == "one_se_high"
     assert report["choice"]["decision"] in ("interior", "grid_edge", "flat")
     assert "rule one_se_high" in capsys.readouterr().out
+    # the defaults are the zoo study's winner: held-out ICR, tau 1e-2, one standard error
+    assert report["settings"]["tau"] == 1e-2
+
+
+def test_scan_tau_reaches_the_decomposer(tiny_model, tmp_path):
+    icr = {}
+    for tau in ("1e-2", "1e-3"):
+        out = tmp_path / tau
+        assert cli.main(["scan", "--model", tiny_model, "--out", str(out), "--tau", tau,
+                         "--rule", "best", "--no-probe", *TINY_GRID]) == 0
+        table, report = read_outputs(out)
+        assert report["settings"]["tau"] == float(tau) and report["choice"]["rule"] == "best"
+        icr[tau] = table["icr"].to_numpy()
+    # same views and folds, another ridge: other ICR values
+    assert not np.allclose(icr["1e-2"], icr["1e-3"])
 
 
 @pytest.mark.slow  # an end-to-end run of the command
@@ -119,6 +134,8 @@ def test_scan_cv1_skips_the_probe(tiny_model, tmp_path, capsys):
         (["--augment", "huge"], "invalid choice"),
         (["--layers", "mid,,up.0"], "comma-separated layer names"),
         (["--layers", "mid,mid"], "repeated"),
+        (["--tau", "-1"], "a finite number >= 0"),
+        (["--tau", "nan"], "a finite number >= 0"),
     ],
 )
 def test_bad_arguments_exit_2(args, message, capsys):

@@ -19,6 +19,7 @@ from ._common import (
     check_device,
     check_out_dir,
     default_out_dir,
+    float_option,
     int_at_least,
     n_jobs_option,
     parse_layers,
@@ -300,6 +301,11 @@ def add_scan_parser(subparsers):
                              "or largest sigma within one fold standard error of it, or the knee "
                              f"(default: {d['rule']}; with --layers, within each layer: "
                              f"{LAYER_SEARCH_DEFAULTS['rule']}, the layer study's choice)")
+    parser.add_argument("--tau", default=d["tau"],
+                        type=float_option(lambda v: 0 <= v < float("inf"),
+                                          "a finite number >= 0"),
+                        help="ridge of the decomposer, relative to tr(Sigma_xi)/d (default: "
+                             "%(default)s; 1e-3 with --rule best is the previous default)")
     parser.add_argument("--cv", type=int_at_least(1), default=d["cv"],
                         help="folds over images for the held-out ICR and the probe; 1: in-sample "
                              "ICR, no probe (default: %(default)s)")
@@ -842,7 +848,8 @@ def _note_training_size(images, backbone):
 
 def _make_selector(args, images, y, backbone, device, stream=False):
     """The scan's selector, its layer(s) checked on two images; whether the probe runs."""
-    from skicr import FeatureExtractor, NoiseLevelSelector, StreamingNoiseLevelSelector
+    from skicr import (FeatureExtractor, InvariantResidualDecomposer, NoiseLevelSelector,
+                       StreamingNoiseLevelSelector)
 
     needs_labels = args.layer_scoring == "probe" or args.labels_per_class is not None
     if needs_labels and (y is None or args.no_probe):
@@ -876,6 +883,7 @@ def _make_selector(args, images, y, backbone, device, stream=False):
         # in memory, so the streamed scan equals the in-memory one
         selector = StreamingNoiseLevelSelector(
             extractor, args.sigmas, probe=make_probe() if use_probe else None,
+            decomposer=InvariantResidualDecomposer(tau=args.tau),
             scoring=args.scoring, selection_rule=args.rule, cv=args.cv, random_state=args.seed,
             batch_size=args.batch_size, num_workers=args.num_workers,
             checkpoint=args.checkpoint, progress=not args.quiet,
@@ -886,6 +894,7 @@ def _make_selector(args, images, y, backbone, device, stream=False):
         args.sigmas,
         layers=args.layers,
         probe=make_probe() if use_probe else None,
+        decomposer=InvariantResidualDecomposer(tau=args.tau),
         scoring=args.scoring,
         layer_scoring=args.layer_scoring,
         n_labels_per_class=args.labels_per_class,
@@ -934,6 +943,7 @@ def _write_scan_outputs(writer, args, selector, rho, undefined, model_descriptio
             "views": args.views,
             "sigmas": [float(s) for s in results["sigma"]],
             "cv": args.cv,
+            "tau": args.tau,
             "probe": _describe_probe(selector) if "mean_probe_accuracy" in results else None,
             "seed": args.seed,
             "device": args.device or "cpu",

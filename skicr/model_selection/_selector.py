@@ -47,6 +47,11 @@ _SEED_MAX = np.iinfo(np.int32).max
 _SCORINGS = set(LABEL_FREE_CRITERIA) | {"probe"}
 
 
+#: the ridge of the default decomposer (``decomposer=None``): the zoo study's round-2 winner,
+#: held-out ICR at tau 1e-2 with the one-standard-error rule (docs/noise_level_study.md)
+DEFAULT_DECOMPOSER_TAU = 1e-2
+
+
 class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     """Choose the noise level sigma of feature extraction by minimising the ICR.
 
@@ -58,8 +63,10 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     features. On each fold the decomposer is fitted on the training images
     and scored on the test images: the held-out ICR is minus the decomposer's
     score (the generalized Rayleigh quotients of the test covariances along
-    the training Fisher directions). ``best_sigma_`` minimises the mean
-    held-out ICR; no label is needed.
+    the training Fisher directions). ``best_sigma_`` is picked on the curve
+    of the mean held-out ICR over sigma by ``selection_rule`` (by default
+    the smallest sigma within one paired standard error of its minimum); no
+    label is needed.
 
     With labels ``y`` and a ``probe`` (e.g.
     :class:`~sklearn.linear_model.LogisticRegression`), the selector also
@@ -95,7 +102,10 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     decomposer : estimator, default=None
         Fitted on the training views of each fold and scored on the test
         views; its ``score`` must be minus the held-out ICR. None means
-        :class:`skicr.InvariantResidualDecomposer` with its defaults.
+        ``InvariantResidualDecomposer(tau=1e-2)``
+        (:class:`skicr.InvariantResidualDecomposer` with the ridge of the
+        pre-registered zoo study's round 2, ``docs/noise_level_study.md``;
+        the decomposer's own default is 1e-3).
     scoring : str or callable, default="icr"
         What chooses ``best_sigma_``. Label-free: ``"icr"``, the held-out
         ICR (lower is better; the decomposer fitted on each fold's training
@@ -125,12 +135,15 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         criterion. ``layer_scoring="probe"`` with ``n_labels_per_class``
         is the few-labels mode: sigma without labels, the layer from a few
         labels (``docs/layer_study.md`` measures how many it takes).
-    selection_rule : {"best", "one_se_low", "one_se_high", "knee"}, default="best"
+    selection_rule : {"best", "one_se_low", "one_se_high", "knee"}, default="one_se_low"
         How the scoring curve over sigma picks a point. ``"best"``: its
         optimum. ``"one_se_low"`` / ``"one_se_high"``: the smallest /
         largest sigma whose score is within one paired standard error over
-        folds of the optimum's. ``"knee"``: the last point before the curve
-        rises away from its optimum (furthest from the chord between the
+        folds of the optimum's (the default, with the decomposer's
+        ``tau=1e-2``, is the zoo study's round-2 winner; ``"best"`` with
+        ``InvariantResidualDecomposer()`` is the previous default).
+        ``"knee"``: the last point before the curve rises away from its
+        optimum (furthest from the chord between the
         optimum and the grid's end). With ``layers``, the rule runs within
         the layer of the optimum (within every layer with ``layer_scoring``).
     probe : classifier, default=None
@@ -312,7 +325,7 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         decomposer=None,
         scoring="icr",
         layer_scoring=None,
-        selection_rule="best",
+        selection_rule="one_se_low",
         probe=None,
         probe_features="first_view",
         n_labels_per_class=None,
@@ -345,7 +358,7 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             return self.decomposer
         from skicr.decomposition import InvariantResidualDecomposer
 
-        return InvariantResidualDecomposer()
+        return InvariantResidualDecomposer(tau=DEFAULT_DECOMPOSER_TAU)
 
     def _seeded_extractor(self, feature_seed):
         """The extractor, seeded by the selector when it carries no seed itself."""

@@ -161,14 +161,16 @@ class StreamingNoiseLevelSelector(NoiseLevelSelector):
     sigmas : array-like of float
         Candidate noise levels (positive, distinct).
     decomposer : InvariantResidualDecomposer or None, default=None
-        With a streaming covariance estimator (None, ``EmpiricalCovariance``,
+        None means ``InvariantResidualDecomposer(tau=1e-2)``, as in
+        :class:`NoiseLevelSelector`. With a streaming covariance estimator (None, ``EmpiricalCovariance``,
         ``ShrunkCovariance``, ``LedoitWolf``, ``OAS``); fitted from
         statistics, always in the primal (``d x d``) form.
     scoring : {"icr", "icr_insample", "lidar", "rankme", "probe"}, default="icr"
         The criterion that chooses sigma. A callable, which needs the views
         themselves, is not available when streaming.
-    selection_rule : {"best", "one_se_low", "one_se_high", "knee"}, default="best"
-        As in :class:`NoiseLevelSelector`.
+    selection_rule : {"best", "one_se_low", "one_se_high", "knee"}, default="one_se_low"
+        As in :class:`NoiseLevelSelector` (the default is the zoo study's
+        round-2 winner with the default decomposer's ``tau=1e-2``).
     probe : classifier or None, default=None
         With labels (``y``, the dataset's ``targets`` or labels in the
         batches), fitted on each fold's training images. The probe's
@@ -278,7 +280,7 @@ class StreamingNoiseLevelSelector(NoiseLevelSelector):
         *,
         decomposer=None,
         scoring="icr",
-        selection_rule="best",
+        selection_rule="one_se_low",
         probe=None,
         probe_features="first_view",
         cv=5,
