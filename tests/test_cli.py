@@ -61,14 +61,21 @@ def test_scan_other_criterion_and_rule(tiny_model, tmp_path, capsys):
     assert "rule one_se_high" in capsys.readouterr().out
     # the defaults are the zoo study's winner: held-out ICR, tau 1e-2, one standard error
     assert report["settings"]["tau"] == 1e-2
+    assert cli.main(["scan", "--model", tiny_model, "--out", str(tmp_path / "default"),
+                     "--no-probe", *grid]) == 0
+    printed = capsys.readouterr().out
+    # the one-SE rule's choice need not have the lowest ICR: the summary does not claim it
+    assert "rule one_se_low" in printed and "lowest" not in printed
+    assert read_outputs(tmp_path / "default")[1]["choice"]["rule"] == "one_se_low"
 
 
-def test_scan_tau_reaches_the_decomposer(tiny_model, tmp_path):
+def test_scan_tau_reaches_the_decomposer(tiny_model, tmp_path, capsys):
     icr = {}
     for tau in ("1e-2", "1e-3"):
         out = tmp_path / tau
         assert cli.main(["scan", "--model", tiny_model, "--out", str(out), "--tau", tau,
                          "--rule", "best", "--no-probe", *TINY_GRID]) == 0
+        assert "(lowest held-out ICR = " in capsys.readouterr().out
         table, report = read_outputs(out)
         assert report["settings"]["tau"] == float(tau) and report["choice"]["rule"] == "best"
         icr[tau] = table["icr"].to_numpy()

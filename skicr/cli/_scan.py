@@ -721,7 +721,9 @@ def _run_scan(args, started, device, rank, world_size):
     if args.layers is not None:
         chosen = f"layer {selector.best_layer_!r}, {chosen}"
     if args.scoring == "icr":
-        summary = f"chosen {chosen} (lowest {kind} ICR = {-selector.best_score_:.4f}"
+        # with a rule other than "best" the chosen sigma need not have the lowest ICR
+        lowest = "lowest " if args.rule == "best" else ""
+        summary = f"chosen {chosen} ({lowest}{kind} ICR = {-selector.best_score_:.4f}"
     else:
         summary = f"chosen {chosen} (by {args.scoring}: {abs(selector.best_score_):.4f}"
     summary += ")" if args.rule == "best" else f", rule {args.rule})"
