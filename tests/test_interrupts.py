@@ -27,6 +27,18 @@ from skicr.metrics import _icr, _statistics
 from _synthetic import assert_same_fit, assert_same_statistics
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises_keyboard_interrupt():
+    """SIGINT handled as in an interactive terminal, whatever started the suite.
+
+    A shell without job control starts background commands with SIGINT ignored
+    (``cmd &`` in a script), and ``interrupt_main`` then does nothing.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def ctrl_c_after(seconds):
     """Press Ctrl-C (SIGINT in the main thread) ``seconds`` from now."""
     timer = threading.Timer(seconds, _thread.interrupt_main)
@@ -106,7 +118,8 @@ def test_an_interrupted_update_leaves_the_statistics_as_they_were(monkeypatch):
 
 
 def test_ctrl_c_during_the_commit_is_raised_after_the_whole_chunk_is_in(monkeypatch):
-    first, second = views(0), 1e6 * views(1)  # a larger chunk: the accumulator is rescaled
+    # a chunk beyond the one-pass range (2**200): the accumulator is rescaled in the commit
+    first, second = views(0), 1e70 * views(1)
     stats = accumulate(first)
     rescale = GroupedViewStatistics._rescale_to
 

@@ -406,12 +406,19 @@ SLOW_SCAN = textwrap.dedent("""
 
 
 @pytest.mark.slow
+def _sigint_default():
+    # a shell without job control starts background jobs with SIGINT ignored, and the
+    # child would inherit that; a terminal's Ctrl-C reaches a process with the default
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics")
 def test_ctrl_c_stops_a_long_numeric_phase_at_once(tiny_model, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONPATH=str(Path(skicr.__file__).resolve().parents[1]))
     process = subprocess.Popen([sys.executable, "-c", SLOW_SCAN, tiny_model, str(tmp_path / "out")],
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=_sigint_default)
     try:
         for line in process.stderr:
             if "numeric phase started" in line:
