@@ -16,6 +16,9 @@ as the measurement is over). Wall times, the ratio of ``default`` to the best
 explicit setting, and the load average at the start are written to
 ``benchmarks/results/threads.md``. No timing is asserted.
 
+Each setting runs ``--repeats`` times (rounds interleaved over the settings) and
+keeps its best time, so that one slow run does not decide a row.
+
 Run: ``python benchmarks/bench_threads.py`` (``--quick``: smaller workloads).
 On a shared machine "idle" means "without this script's competitors": the
 load average column says what else was running.
@@ -126,6 +129,9 @@ def main():
     parser.add_argument("--competitor-limit", type=float, default=900.0,
                         help="seconds after which a competitor stops by itself")
     parser.add_argument("--only", help="comma-separated workload name prefixes")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds over all settings, interleaved; each setting keeps its best time "
+                             "(one run per setting is within run-to-run noise of the 1.2x goal)")
     parser.add_argument("--out", default=str(HERE / "results" / "threads.md"))
     args = parser.parse_args()
     cores = os.cpu_count()
@@ -138,14 +144,15 @@ def main():
     for name, (command, out_flag) in chosen.items():
         for condition in ("idle", "contended"):
             load = os.getloadavg()[0]
-            times = {}
-            if condition == "idle":
+            times = {threads: float("inf") for threads in settings}
+            for _ in range(args.repeats):
                 for threads in settings:
-                    times[threads] = run_once(command, out_flag, threads)
-            else:
-                for threads in settings:
-                    with Competitors(args.competitors, args.competitor_limit):
-                        times[threads] = run_once(command, out_flag, threads)
+                    if condition == "idle":
+                        seconds = run_once(command, out_flag, threads)
+                    else:
+                        with Competitors(args.competitors, args.competitor_limit):
+                            seconds = run_once(command, out_flag, threads)
+                    times[threads] = min(times[threads], seconds)
             best = min(t for k, t in times.items() if k is not None)
             best_threads = min((t, k) for k, t in times.items() if k is not None)[1]
             row = {"workload": name, "condition": condition, "load_at_start": load,
@@ -156,7 +163,8 @@ def main():
     header = ["default", *(f"threads={k}" for k in range(1, cores + 1))]
     lines = [
         f"Machine: {cores} cores; command: `python benchmarks/bench_threads.py{' --quick' if args.quick else ''}`; "
-        f"contended = beside {args.competitors} CPU-bound processes started by the script.",
+        f"contended = beside {args.competitors} CPU-bound processes started by the script; "
+        f"best of {args.repeats} interleaved rounds per setting.",
         "`default` = no thread variables set; `threads=k` = OMP/OPENBLAS/MKL_NUM_THREADS=k "
         "(torch intra-op threads and the BLAS pool).",
         "",

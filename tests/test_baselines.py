@@ -41,6 +41,16 @@ def test_rankme_counts_equal_singular_directions():
     assert rankme(views) == pytest.approx(3.0, rel=1e-4)
 
 
+def test_rankme_of_wide_views_is_the_formula_on_the_wide_matrix():
+    # flattened feature maps: more features than view rows (the transposed SVD path)
+    rng = np.random.default_rng(3)
+    views = rng.normal(size=(12, 3, 500)) * np.geomspace(1, 1e-3, 500)
+    rows = views.reshape(-1, 500)
+    s = np.linalg.svd(rows, compute_uv=False)
+    p = s / s.sum() + 1e-7
+    assert rankme(views) == pytest.approx(float(np.exp(-np.sum(p * np.log(p)))), rel=1e-12)
+
+
 def test_alpha_req_recovers_a_power_law():
     rng = np.random.default_rng(2)
     d, alpha = 30, 1.5

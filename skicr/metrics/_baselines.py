@@ -219,7 +219,12 @@ def rankme(views, n_views=None, *, eps=1e-7):
     True
     """
     views, _ = _scaled_views(views, n_views)
-    singular_values = np.linalg.svd(_embedding_rows(views), compute_uv=False)
+    rows = _embedding_rows(views)
+    if rows.shape[0] < rows.shape[1]:
+        # the same singular values; LAPACK takes a wide C-ordered matrix the slow way
+        # (2.6 s against 0.07 s at 160 x 8192, flattened feature maps)
+        rows = rows.T
+    singular_values = np.linalg.svd(rows, compute_uv=False)
     return effective_rank(singular_values, eps)
 
 
