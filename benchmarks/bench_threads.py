@@ -19,7 +19,9 @@ explicit setting, and the load average at the start are written to
 Each setting runs ``--repeats`` times (rounds interleaved over the settings) and
 keeps its best time, so that one slow run does not decide a row.
 
-Run: ``python benchmarks/bench_threads.py`` (``--quick``: smaller workloads).
+Run: ``python benchmarks/bench_threads.py`` (``--quick``: smaller workloads; ``--only
+fit`` reruns some workloads and keeps the other rows of the last run, each row with the time
+it was measured).
 On a shared machine "idle" means "without this script's competitors": the
 load average column says what else was running.
 """
@@ -47,11 +49,13 @@ n, v, d = map(int, sys.argv[1:4])
 rng = np.random.default_rng(0)
 views = rng.standard_normal((n, 1, d)) + 0.7 * rng.standard_normal((n, v, d))
 InvariantResidualDecomposer().fit(views[:64])  # warm-up: imports, first BLAS call
-best = float("inf")
-for _ in range(3):
+# best of at least 3 fits and of about 2 s of fits (a small fit takes milliseconds)
+best, spent, count = float("inf"), 0.0, 0
+while count < 3 or (spent < 2.0 and count < 200):
     start = time.perf_counter()
     InvariantResidualDecomposer().fit(views)
-    best = min(best, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    best, spent, count = min(best, seconds), spent + seconds, count + 1
 print("SECONDS", best)
 """
 
@@ -156,10 +160,20 @@ def main():
             best = min(t for k, t in times.items() if k is not None)
             best_threads = min((t, k) for k, t in times.items() if k is not None)[1]
             row = {"workload": name, "condition": condition, "load_at_start": load,
+                   "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                    "seconds": {("default" if k is None else f"threads={k}"): t for k, t in times.items()},
                    "best_threads": best_threads, "default_over_best": times[None] / best}
             results.append(row)
             print(json.dumps(row), flush=True)
+    previous = Path(args.out).with_suffix(".json")
+    if args.only and previous.is_file():
+        # --only reruns some workloads: the other rows stay as last measured (with their time)
+        rerun = {row["workload"] for row in results}
+        kept = [row for row in json.loads(previous.read_text()) if row["workload"] not in rerun]
+        results = kept + results
+        order = list(workloads(args.quick))
+        results.sort(key=lambda row: (order.index(row["workload"]) if row["workload"] in order
+                                      else len(order), row["condition"] != "idle"))
     header = ["default", *(f"threads={k}" for k in range(1, cores + 1))]
     lines = [
         f"Machine: {cores} cores; command: `python benchmarks/bench_threads.py{' --quick' if args.quick else ''}`; "
@@ -168,12 +182,14 @@ def main():
         "`default` = no thread variables set; `threads=k` = OMP/OPENBLAS/MKL_NUM_THREADS=k "
         "(torch intra-op threads and the BLAS pool).",
         "",
-        "| workload | condition | load at start | " + " | ".join(header) + " | best | default / best |",
-        "|---|---|---:|" + "---:|" * len(header) + "---:|---:|",
+        "| workload | condition | measured at | load at start | " + " | ".join(header)
+        + " | best | default / best |",
+        "|---|---|---|---:|" + "---:|" * len(header) + "---:|---:|",
     ]
     for row in results:
         cells = " | ".join(f"{row['seconds'][h]:.3g} s" for h in header)
-        lines.append(f"| {row['workload']} | {row['condition']} | {row['load_at_start']:.1f} | {cells} | "
+        lines.append(f"| {row['workload']} | {row['condition']} | {row.get('measured_at', '-')} | "
+                     f"{row['load_at_start']:.1f} | {cells} | "
                      f"{row['best_threads']} | {row['default_over_best']:.2f}x |")
     text = "\n".join(lines) + "\n"
     print(text)
