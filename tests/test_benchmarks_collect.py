@@ -60,3 +60,20 @@ def test_the_stored_results_give_every_plotted_ratio(collect):
     assert sum("cv=5 / cv=1" in label for label in labels) == 2
     for _label, measured, goal in speedups + costs:
         assert measured > 0 and goal > 0
+
+
+def test_the_page_places_every_figure_under_its_section(collect, tmp_path, monkeypatch):
+    # main() once wrote the page without its figures (the plotters were never called)
+    monkeypatch.setattr(collect, "STATIC", tmp_path)
+    page = tmp_path / "docs" / "benchmarks.md"
+    page.parent.mkdir()
+    monkeypatch.setattr(collect, "HERE", tmp_path / "benchmarks")
+    collect.main()
+    text = page.read_text()
+    for filename, figures in collect.FIGURES.items():
+        for image, _caption in figures:
+            assert (tmp_path / image).stat().st_size > 0
+            assert f"{{figure}} _static/{image}" in text
+    assert "fit: fit vs one float64 X.T @ X" in [row[0] for row in collect.ratio_rows()[1]]
+    assert any(row[0].startswith("extraction, DDPM") and row[2] == 4.0
+               for row in collect.ratio_rows()[0])
