@@ -6,6 +6,10 @@ import these instead of copying them:
 - :data:`SCAN_DEFAULTS`, :func:`augment_presets`, :func:`make_probe`,
   :func:`parse_sigmas`: the noise-level scan (justified in ``docs/scan.md``);
 - :data:`TRACK_DEFAULTS`: the training monitor's run (``docs/monitoring.md``).
+
+The layer search's default procedure and what the layer study measured for it
+(``LAYER_SEARCH_DEFAULTS``, ``LAYER_STUDY``) live with the selector that runs them,
+in :mod:`skicr.model_selection`, so that the library and the command share them.
 """
 
 import numpy as np
@@ -15,8 +19,6 @@ from ._utils.validation import check_sigma_grid
 __all__ = [
     "SCAN_DEFAULTS",
     "TRACK_DEFAULTS",
-    "LAYER_STUDY",
-    "LAYER_SEARCH_DEFAULTS",
     "PROBE_C",
     "PROBE_MAX_ITER",
     "augment_presets",
@@ -40,33 +42,6 @@ SCAN_DEFAULTS = {
     # decomposer's ridge at tau = 1e-2, the smallest sigma within one standard error
     "rule": "one_se_low",
     "tau": 1e-2,
-}
-
-#: the label-free procedure of ``skicr scan --layers`` (chosen on the development half of the
-#: pre-registered layer study, docs/layer_study.md): sigma within each layer by the held-out
-#: ICR and ``rule``, then the layers compared at their own sigma by ``layer_scoring``
-LAYER_SEARCH_DEFAULTS = {"layer_scoring": "icr_top", "rule": "one_se_low"}
-
-#: what the layer study measured for choosing the layer: the LayerChoiceWarning and
-#: ``skicr scan --layers`` quote it
-LAYER_STUDY = {
-    "document": "docs/layer_study.md",
-    # the label-free layer choice, in one sentence
-    "label_free": (
-        "its dev-chosen label-free procedure (sigma per layer by the held-out ICR, rule "
-        "one_se_low; layers by icr_top) was within 2 points of the grid's best probe accuracy "
-        "for 2 of 4 held-out denoisers (worst 7 points), the lowest held-out ICR over all "
-        "cells for 1 of 4 (worst 39 points)"
-    ),
-    # the few-labels mode at k labelled images per class (layer_scoring="probe")
-    "few_labels": {
-        "k": 5,
-        "summary": (
-            "in the study, the layer chosen by a probe on 5 labelled images per class, sigma "
-            "label-free, was within 2 points for 36% of the draws on the nine zoo models (mean "
-            "gap 3.5 points): labels choose the layer, not the sigma within it"
-        ),
-    },
 }
 
 #: defaults of ``skicr track``: a run of a few CPU minutes on the full digits

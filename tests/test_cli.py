@@ -206,6 +206,7 @@ def test_scan_joint_layers(tiny_model, tmp_path, capsys):
     assert choice["probe_best_layer"] == peak["layer"]
     assert report["settings"]["layers"] == ["down.1", "mid", "up.0"]
     assert report["settings"]["layer"] is None
+    assert choice["layer_scoring"] == "joint" and report["layer_choice"]["by"] == "icr"
     assert (out / "scan.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert f"chosen layer {best['layer']!r}" in printed and "probe accuracy peaks at layer" in printed
@@ -223,15 +224,50 @@ def test_scan_joint_layers(tiny_model, tmp_path, capsys):
     assert report["choice"]["layer_scoring"] == "probe"
     assert report["choice"]["n_labels_per_class"] == 2
     assert report["layer_choice"]["message"] in capsys.readouterr().out
-    # the default with --layers: the layer study's label-free procedure, said to be a guess
-    from skicr.recipes import LAYER_SEARCH_DEFAULTS
+
+
+@pytest.mark.slow  # an end-to-end run of the command, then the same search in the library
+def test_scan_layers_default_is_the_library_default(tiny_model, tmp_path, capsys):
+    """``skicr scan --layers`` and ``NoiseLevelSelector(layers=...)`` with their defaults run
+    the same procedure (the layer study's, LAYER_SEARCH_DEFAULTS) and choose the same cell,
+    with the same verdict and the same layer-choice report."""
+    import warnings
+
+    from skicr import FeatureExtractor, NoiseLevelSelector
+    from skicr.cli._scan import load_scan_data
+    from skicr.model_selection import LAYER_SEARCH_DEFAULTS, LayerChoiceWarning
+    from skicr.models import load_checkpoint
+    from skicr.recipes import make_probe
 
     out = tmp_path / "default"
-    assert cli.main(["scan", "--model", tiny_model, "--out", str(out), "--layers", "down.1,mid",
-                     *TINY_GRID]) == 0
+    layers = ["down.1", "mid", "up.0"]
+    assert cli.main(["scan", "--model", tiny_model, "--out", str(out), "--layers",
+                     ",".join(layers), "--sigmas", "0.05,0.2,1", *TINY_GRID[2:]]) == 0
     table, report = read_outputs(out)
-    assert report["choice"]["layer_scoring"] == LAYER_SEARCH_DEFAULTS["layer_scoring"]
-    assert report["choice"]["rule"] == LAYER_SEARCH_DEFAULTS["rule"]
-    assert report["layer_choice"]["label_free"] is True
-    assert report["layer_choice"]["by"] == LAYER_SEARCH_DEFAULTS["layer_scoring"]
-    assert table["chosen"].sum() == 1
+    printed = capsys.readouterr().out
+    # the library, on the command's images, with its own defaults
+    images, y, _ = load_scan_data(None, None, 60, 0)
+    extractor = FeatureExtractor(load_checkpoint(tiny_model), layer=layers[0], n_views=2,
+                                 pooling="mean", batch_size=256, random_state=0)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")  # the verdict's warning too: said by both, not tested here
+        selector = NoiseLevelSelector(extractor, [0.05, 0.2, 1.0], layers=layers,
+                                      probe=make_probe(), cv=3, random_state=0).fit(images, y)
+    choice = report["choice"]
+    assert selector.layer_scoring_ == choice["layer_scoring"] == "icr_top"
+    assert choice["layer_scoring"] == LAYER_SEARCH_DEFAULTS["layer_scoring"]
+    assert choice["rule"] == selector.selection_rule == LAYER_SEARCH_DEFAULTS["selection_rule"]
+    assert choice["scoring"] == selector.scoring == LAYER_SEARCH_DEFAULTS["scoring"]
+    assert (choice["best_layer"], choice["best_index"]) == (selector.best_layer_,
+                                                           selector.best_index_)
+    assert choice["best_sigma"] == pytest.approx(selector.best_sigma_)
+    np.testing.assert_allclose(table["icr"], selector.cv_results_["mean_icr"], rtol=1e-12)
+    assert choice["decision"] == selector.decision_
+    # one report: scan.json's layer_choice is the selector's layer_choice_, and the printed
+    # sentence carries the warning's message
+    assert report["layer_choice"] == json.loads(json.dumps(selector.layer_choice_))
+    assert report["layer_choice"]["study_procedure"] is True
+    messages = [str(w.message) for w in record if w.category is LayerChoiceWarning]
+    assert len(messages) == 1
+    message = messages[0]
+    assert message == report["layer_choice"]["message"] and message in printed

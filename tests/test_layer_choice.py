@@ -21,8 +21,14 @@ from skicr.metrics import (
     invariant_dimensions,
     invariant_effective_rank,
 )
-from skicr.model_selection import few_label_accuracy, few_label_splits, select_from_results
-from skicr.recipes import LAYER_STUDY
+from skicr.model_selection import (
+    LAYER_SEARCH_DEFAULTS,
+    LAYER_STUDY,
+    few_label_accuracy,
+    few_label_splits,
+    layer_choice_report,
+    select_from_results,
+)
 
 from test_model_selection import SIGMAS, FakeLayerExtractor, make_images
 
@@ -184,12 +190,15 @@ def test_select_from_results_joint_and_per_layer():
     # layer a: ICR lowest overall at its first sigma; layer b: more invariant dimensions
     results = _results(icr=[0.20, 0.30, 0.40, 0.50, 0.35, 0.45],
                        dims=[2.0, 1.0, 1.0, 5.0, 9.0, 6.0])
-    assert select_from_results(results) == (0, "grid_edge")
+    for joint in ("joint", None):
+        assert select_from_results(results, selection_rule="best",
+                                   layer_scoring=joint) == (0, "grid_edge")
     # per layer: sigma by the ICR (a -> 0, b -> 4), then the layers by invariant_dims at them
-    index, decision = select_from_results(results, layer_scoring="invariant_dims")
+    index, decision = select_from_results(results, selection_rule="best",
+                                          layer_scoring="invariant_dims")
     assert index == 4 and decision == "interior"
     # joint by invariant_dims (higher is better): the best cell overall
-    assert select_from_results(results, scoring="invariant_dims")[0] == 4
+    assert select_from_results(results, scoring="invariant_dims", layer_scoring="joint")[0] == 4
     with pytest.raises(ValueError, match="not measured"):
         select_from_results(results, layer_scoring="lidar")
     with pytest.raises(ValueError, match="selection_rule"):
@@ -202,9 +211,69 @@ def test_per_layer_one_se_low_runs_within_every_layer():
                        dims=[1.0, 1.0, 1.0, 9.0, 9.0, 9.0])
     results["split0_icr"][3:5] = [0.301, 0.299]
     results["split1_icr"][3:5] = [0.299, 0.301]
-    assert select_from_results(results, layer_scoring="invariant_dims")[0] in (3, 4)
+    assert select_from_results(results, selection_rule="best",
+                               layer_scoring="invariant_dims")[0] in (3, 4)
     assert select_from_results(results, selection_rule="one_se_low",
                                layer_scoring="invariant_dims")[0] == 3
+
+
+def test_auto_is_the_layer_study_procedure_and_joint_the_old_rule():
+    # layer a: the lowest ICR overall; layer b: the lower icr_top at its own sigma
+    results = _results(icr=[0.20, 0.30, 0.40, 0.50, 0.35, 0.45],
+                       dims=[2.0, 1.0, 1.0, 5.0, 9.0, 6.0])
+    for k, delta in enumerate((-0.001, 0.001)):
+        results[f"split{k}_icr_top"] = np.array([0.6, 0.6, 0.6, 0.3, 0.2, 0.3]) + delta
+    assert LAYER_SEARCH_DEFAULTS == {"scoring": "icr", "selection_rule": "one_se_low",
+                                     "layer_scoring": "icr_top"}
+    # the defaults of select_from_results are the selector's: "auto" -> icr_top per layer
+    assert select_from_results(results)[0] == 4
+    assert select_from_results(results) == select_from_results(results, **LAYER_SEARCH_DEFAULTS)
+    assert select_from_results(results, layer_scoring="joint")[0] == 0
+    # without layers "auto" means one curve: the rule on it
+    flat = {key: value[:3] for key, value in results.items() if key != "layer"}
+    assert select_from_results(flat)[0] == select_from_results(flat, layer_scoring="joint")[0] == 0
+
+
+def test_selector_default_is_auto_resolved_to_the_layer_study_procedure():
+    images, y = make_images()
+    base = dict(layers=["a", "b"], cv=3, random_state=0, refit=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        default = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, **base).fit(images)
+        study = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, **base,
+                                   **LAYER_SEARCH_DEFAULTS).fit(images)
+        joint = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, layer_scoring="joint",
+                                   **base).fit(images)
+        old = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, layer_scoring=None,
+                                 **base).fit(images)
+    assert default.layer_scoring == "auto" and default.layer_scoring_ == "icr_top"
+    assert default.best_index_ == study.best_index_
+    assert default.best_index_ == select_from_results(default.cv_results_)[0]
+    assert default.decision_ == study.decision_ and default.layer_choice_ == study.layer_choice_
+    assert default.layer_choice_["study_procedure"] is True
+    assert default.layer_choice_["by"] == "icr_top"
+    # "joint" (None: the same) is the best ICR cell over all layers and sigmas
+    assert joint.layer_scoring_ == old.layer_scoring_ == "joint"
+    assert joint.best_index_ == old.best_index_
+    assert joint.best_index_ == select_from_results(joint.cv_results_, layer_scoring="joint")[0]
+    best_cell = int(np.argmin(joint.cv_results_["mean_icr"]))
+    assert joint.cv_results_["layer"][joint.best_index_] == joint.cv_results_["layer"][best_cell]
+    assert joint.layer_choice_["by"] == "icr" and joint.layer_choice_["study_procedure"] is False
+    assert "over all layers and sigmas" in joint.layer_choice_["procedure"]
+    # scoring="probe": "auto" is the probe's best cell over all of them (one scale)
+    probe = LogisticRegression(max_iter=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_probe = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, scoring="probe", probe=probe,
+                                      **base).fit(images, y)
+    assert by_probe.layer_scoring_ == "joint"
+    assert by_probe.best_index_ == int(np.argmax(by_probe.cv_results_["mean_probe_accuracy"]))
+    # without layers: nothing to resolve, and "auto" needs no layers
+    plain = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, cv=3, random_state=0,
+                               refit=False).fit(images)
+    assert plain.layer_scoring_ is None and not hasattr(plain, "layer_choice_")
+    with pytest.raises(ValueError, match="give layers"):
+        NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, layer_scoring="joint").fit(images)
 
 
 def test_selector_layer_scoring_is_the_function_of_its_results():
@@ -298,8 +367,10 @@ def test_layer_choice_warning_only_when_the_layer_is_label_free():
     images, y = make_images()
     base = dict(layers=["a", "b"], cv=3, random_state=0, refit=False)
     with pytest.warns(LayerChoiceWarning, match="without labels") as record:
-        NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, **base).fit(images)
+        free = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, **base).fit(images)
     message = str(record[0].message)
+    assert message == free.layer_choice_["message"]
+    assert "the layer study's procedure" in message and "icr_top" in message
     assert LAYER_STUDY["document"] in message and "n_labels_per_class" in message
     assert LAYER_STUDY["label_free"] in message
     probe = LogisticRegression(max_iter=500)
@@ -315,7 +386,9 @@ def test_layer_choice_warning_only_when_the_layer_is_label_free():
     with warnings.catch_warnings():
         warnings.simplefilter("error", LayerChoiceWarning)
         warnings.simplefilter("ignore", UserWarning)
-        NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, **{**base, "layers": ["a"]}).fit(images)
+        one = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS,
+                                 **{**base, "layers": ["a"]}).fit(images)
+    assert one.layer_choice_["settled"] is True and "only candidate" in one.layer_choice_["message"]
 
 
 def test_bad_layer_choice_parameters():
@@ -345,8 +418,8 @@ def test_bad_layer_choice_parameters():
                            n_labels_per_class=50).fit(images, y)
 
 
-def test_cli_layer_choice_report_says_what_was_label_free():
-    from skicr.cli._scan import layer_choice_report
+def test_layer_choice_report_says_what_was_label_free():
+    from skicr.cli._scan import layer_choice_sentence
 
     images, y = make_images()
     base = dict(layers=["a", "b"], cv=3, random_state=0, refit=False)
@@ -355,16 +428,24 @@ def test_cli_layer_choice_report_says_what_was_label_free():
         free = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, **base).fit(images)
         few = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, probe=LogisticRegression(),
                                  layer_scoring="probe", n_labels_per_class=2, **base).fit(images, y)
-    report = layer_choice_report(free)
+    report = free.layer_choice_
+    assert report == layer_choice_report(
+        free.best_layer_, scoring="icr", selection_rule="one_se_low", layer_scoring="icr_top",
+        label_free_choice={"sigma": True, "layer": True}, n_labels_per_class=None)
     assert report["label_free"] is True and report["settled"] is False
-    assert report["by"] == "icr" and report["study"]["document"] == LAYER_STUDY["document"]
-    assert report["message"].startswith("Warning:") and "guess" in report["message"]
-    assert LAYER_STUDY["label_free"] in report["message"]
-    report = layer_choice_report(few)
+    assert report["by"] == "icr_top" and report["study"] == LAYER_STUDY
+    assert report["study"] is not LAYER_STUDY  # a copy: the constant cannot be edited through it
+    assert "guess" in report["message"] and LAYER_STUDY["label_free"] in report["message"]
+    # the command prints the library's message as it is, and the options that check it
+    sentence = layer_choice_sentence(free)
+    assert sentence.startswith("Warning: ") and report["message"] in sentence
+    assert "--layer-scoring probe --labels-per-class 5" in sentence
+    report = few.layer_choice_
     assert report["label_free"] is False and report["sigma_label_free"] is True
     assert report["n_labels_per_class"] == 2 and report["settled"] is True
     assert "2 labelled images per class" in report["message"]
     assert "without labels" in report["message"]  # the sigma part
+    assert layer_choice_sentence(few) == f"Note: {report['message']}"
 
 
 def test_plot_icr_surface_draws_any_criterion():

@@ -406,8 +406,11 @@ class FakeLayerExtractor(FakeExtractor):
 
 
 def fit_joint(images, y=None, layers=("a", "b"), **params):
+    """A joint search with the joint rule pinned (the best cell over all layers and sigmas;
+    the default, ``layer_scoring="auto"``, is tested in test_layer_choice.py)."""
     params.setdefault("random_state", 0)
     params.setdefault("cv", 3)
+    params.setdefault("layer_scoring", "joint")
     selector = NoiseLevelSelector(FakeLayerExtractor(), SIGMAS, layers=list(layers), **params)
     return selector.fit(images, y)
 

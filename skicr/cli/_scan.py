@@ -10,7 +10,8 @@ import numpy as np
 
 from .._utils.plotting import cli_pyplot, save_figure
 from .._utils.validation import check_layer_list
-from ..recipes import LAYER_SEARCH_DEFAULTS, SCAN_DEFAULTS, augment_presets, make_probe, parse_sigmas
+from ..model_selection import LAYER_SEARCH_DEFAULTS
+from ..recipes import SCAN_DEFAULTS, augment_presets, make_probe, parse_sigmas
 from ._common import (
     CLIError,
     ReportWriter,
@@ -263,15 +264,15 @@ def add_scan_parser(subparsers):
                              "sigma; reports the best (layer, sigma) and draws the ICR surface "
                              "as a heat map (instead of --layer)")
     parser.add_argument("--layer-scoring", default=None,
-                        choices=["icr", "icr_insample", "lidar", "rankme", "icr_top", "icr_pca",
-                                 "invariant_rank", "invariant_dims", "probe", "joint"],
+                        choices=["auto", "icr", "icr_insample", "lidar", "rankme", "icr_top",
+                                 "icr_pca", "invariant_rank", "invariant_dims", "probe", "joint"],
                         help="with --layers: give each layer its own sigma (by --scoring and "
                              "--rule) and compare the layers at those sigmas by this criterion; "
                              "probe: by the probe's accuracy (needs labels; see "
                              "--labels-per-class); joint: the best --scoring cell over all "
-                             f"layers and sigmas. Default: {LAYER_SEARCH_DEFAULTS['layer_scoring']}"
-                             ", the layer study's label-free choice, which it found unreliable "
-                             "(docs/layer_study.md)")
+                             "layers and sigmas. Default: auto, as NoiseLevelSelector: "
+                             f"{LAYER_SEARCH_DEFAULTS['layer_scoring']}, the layer study's "
+                             "label-free choice, which it found unreliable (docs/layer_study.md)")
     parser.add_argument("--labels-per-class", type=int_at_least(1), default=None,
                         help="few-labels mode: the probe uses only this many labelled images "
                              "per class (a seeded draw; label -1 in --labels marks an unlabelled "
@@ -300,7 +301,8 @@ def add_scan_parser(subparsers):
                         help="how the criterion's curve picks sigma: its optimum, the smallest "
                              "or largest sigma within one fold standard error of it, or the knee "
                              f"(default: {d['rule']}; with --layers, within each layer: "
-                             f"{LAYER_SEARCH_DEFAULTS['rule']}, the layer study's choice)")
+                             f"{LAYER_SEARCH_DEFAULTS['selection_rule']}, the layer study's "
+                             "choice)")
     parser.add_argument("--tau", default=d["tau"],
                         type=float_option(lambda v: 0 <= v < float("inf"),
                                           "a finite number >= 0"),
@@ -375,52 +377,27 @@ _CRITERION_NAMES = {"icr": "held-out ICR", "icr_insample": "in-sample ICR", "lid
                     "invariant_dims": "number of invariant dimensions"}
 
 
-def layer_choice_report(selector):
-    """What part of a joint (layer, sigma) choice used labels, and how reliable it is.
+def layer_choice_sentence(selector):
+    """The printed sentence on a joint (layer, sigma) choice: the library's message, and the
+    options that check a label-free layer.
 
     Parameters
     ----------
     selector : NoiseLevelSelector
-        Fitted with ``layers``.
+        Fitted with ``layers``: its ``layer_choice_`` (the ``layer_choice`` field of
+        ``scan.json``) is said as it is.
 
     Returns
     -------
-    report : dict
-        ``label_free`` (the layer was chosen without labels), ``sigma_label_free``,
-        ``by`` (the criterion that chose the layer), ``n_labels_per_class``,
-        ``settled`` (False whenever the layer choice is label-free: the layer
-        study found it unreliable), ``study`` (what the study measured) and
-        ``message`` (the sentence printed by ``skicr scan``).
+    sentence : str
     """
-    from skicr.recipes import LAYER_STUDY
-
-    by = selector.scoring if selector.layer_scoring is None else selector.layer_scoring
-    by = by if isinstance(by, str) else "score"
-    label_free = bool(selector.label_free_choice_["layer"])
-    sigma_free = bool(selector.label_free_choice_["sigma"])
-    k = selector.n_labels_per_class
-    few = LAYER_STUDY["few_labels"]
-    if label_free:
-        message = (
-            f"Warning: the layer {selector.best_layer_!r} was chosen without labels (by the "
-            f"{_CRITERION_NAMES.get(by, by)}), and label-free layer choices are unreliable "
-            f"({LAYER_STUDY['document']}: {LAYER_STUDY['label_free']}). Treat this layer as a "
-            f"guess, not a measured choice; check it with a few labels: --labels ... "
-            f"--layer-scoring probe --labels-per-class {few['k']} ({few['summary']})."
-        )
-    else:
-        labels = "every labelled image" if k is None else f"{k} labelled images per class"
-        how = (f"sigma within each layer without labels (by the "
-               f"{_CRITERION_NAMES.get(selector.scoring, selector.scoring)}), "
-               if sigma_free else "sigma by the probe too, ")
-        message = (f"The layer {selector.best_layer_!r} was chosen by the probe's accuracy on "
-                   f"{labels}; {how}see {LAYER_STUDY['document']} for how many labels it "
-                   "takes.")
-    return {"label_free": label_free, "sigma_label_free": sigma_free, "by": by,
-            "n_labels_per_class": k, "settled": not label_free,
-            "study": {"document": LAYER_STUDY["document"], "label_free": LAYER_STUDY["label_free"],
-                      "few_labels": few},
-            "message": message}
+    report = selector.layer_choice_
+    message = report["message"]
+    if report["settled"]:
+        return f"Note: {message}"
+    k = report["study"]["few_labels"]["k"]
+    return (f"Warning: {message} On the command line: --labels FILE --layer-scoring probe "
+            f"--labels-per-class {k}.")
 
 
 def decision_sentence(selector):
@@ -604,13 +581,13 @@ def _first_images(dataset):
 
 def _resolve_layer_defaults(args):
     """``--rule`` and ``--layer-scoring`` left unset: the layer study's procedure with
-    ``--layers`` (recipes.LAYER_SEARCH_DEFAULTS), the single-layer default otherwise."""
+    ``--layers`` (skicr.model_selection.LAYER_SEARCH_DEFAULTS, the library's default too), the
+    single-layer default otherwise."""
     if args.rule is None:
-        args.rule = SCAN_DEFAULTS["rule"] if args.layers is None else LAYER_SEARCH_DEFAULTS["rule"]
+        args.rule = (SCAN_DEFAULTS["rule"] if args.layers is None
+                     else LAYER_SEARCH_DEFAULTS["selection_rule"])
     if args.layer_scoring is None and args.layers is not None:
-        args.layer_scoring = LAYER_SEARCH_DEFAULTS["layer_scoring"]
-    if args.layer_scoring == "joint":
-        args.layer_scoring = None  # the best cell over all layers and sigmas
+        args.layer_scoring = "auto"  # resolved by NoiseLevelSelector, as in the library
 
 
 def run_scan(args):
@@ -743,7 +720,7 @@ def _run_scan(args, started, device, rank, world_size):
               f"each was scored once, at the kept sigma: {pairs}.")
     print(decision_sentence(selector))
     if args.layers is not None:
-        print(layer_choice_report(selector)["message"])
+        print(layer_choice_sentence(selector))
 
     writer = ReportWriter(out, "scan.json")
     try:
@@ -964,7 +941,8 @@ def _write_scan_outputs(writer, args, selector, rho, undefined, model_descriptio
                                                "probe_best_layer": best_accuracy_layer}),
             "spearman_neg_icr_vs_accuracy": rho,
             "scoring": args.scoring,
-            "layer_scoring": args.layer_scoring,
+            # what --layer-scoring resolved to: "joint" or the criterion comparing the layers
+            "layer_scoring": getattr(selector, "layer_scoring_", None),
             "n_labels_per_class": args.labels_per_class,
             "rule": args.rule,
             "decision": selector.decision_,
@@ -972,7 +950,8 @@ def _write_scan_outputs(writer, args, selector, rho, undefined, model_descriptio
             "clamped_sigmas": {f"{a:g}": b for a, b in selector.clamped_sigmas_.items()},
         },
         # which part of a joint choice used labels, and how reliable the layer study found it
-        "layer_choice": layer_choice_report(selector) if args.layers is not None else None,
+        # (the selector's own layer_choice_, as the library reports it)
+        "layer_choice": selector.layer_choice_ if args.layers is not None else None,
         # quantities reported as null, and why (a one-sigma grid has no rank correlation)
         "undefined": undefined,
     }

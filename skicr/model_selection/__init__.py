@@ -9,7 +9,10 @@ sigma minimises the mean held-out ICR: no label is needed for the choice.
 
 With ``layers``, the search is joint over (layer, sigma): one backbone pass
 per sigma reads every candidate layer at once, and each layer is scored on
-its own features.
+its own features. The default procedure of that search, the layer study's
+(:data:`LAYER_SEARCH_DEFAULTS`), and what the study measured for it
+(:data:`LAYER_STUDY`) have their one home here; ``skicr scan --layers``
+imports them.
 
 The selector runs check -> candidates -> evaluate (one task per sigma) ->
 format results -> select -> refit: ``_checks`` (inputs, folds, the shared
@@ -24,7 +27,14 @@ or many processes, with checkpoints.
 """
 
 from ._checks import few_label_accuracy, few_label_splits
-from ._decision import LayerChoiceWarning, NoiseLevelDecisionWarning, NoiseLevelGridWarning
+from ._decision import (
+    LAYER_SEARCH_DEFAULTS,
+    LAYER_STUDY,
+    LayerChoiceWarning,
+    NoiseLevelDecisionWarning,
+    NoiseLevelGridWarning,
+    layer_choice_report,
+)
 from ._results import select_from_results
 from ._selector import NoiseLevelSelector
 from ._streaming import StreamingNoiseLevelSelector
@@ -35,7 +45,10 @@ __all__ = [
     "LayerChoiceWarning",
     "NoiseLevelDecisionWarning",
     "NoiseLevelGridWarning",
+    "LAYER_SEARCH_DEFAULTS",
+    "LAYER_STUDY",
     "few_label_accuracy",
     "few_label_splits",
+    "layer_choice_report",
     "select_from_results",
 ]

@@ -6,6 +6,8 @@ points is measured fold by fold, and its spread over folds says whether the
 optimum really stands out.
 """
 
+import copy
+
 import numpy as np
 
 __all__ = [
@@ -21,6 +23,11 @@ __all__ = [
     "fold_criteria",
     "COMMON_WIDTH",
     "LAYER_CRITERIA",
+    "LAYER_SEARCH_DEFAULTS",
+    "LAYER_STUDY",
+    "resolve_layer_scoring",
+    "describe_layer_procedure",
+    "layer_choice_report",
 ]
 
 #: verdicts of :func:`curve_decision`
@@ -50,6 +57,50 @@ LAYER_CRITERIA = ("icr_top", "icr_pca", "invariant_rank", "invariant_dims")
 #: narrowest candidate layer of the zoo has 16 channels)
 COMMON_WIDTH = 16
 
+#: The default procedure of a joint (layer, sigma) search, in one home: what
+#: ``NoiseLevelSelector(layers=[...])`` runs with its default ``layer_scoring="auto"`` and
+#: what ``skicr scan --layers`` runs. It is the candidate chosen on the development half of
+#: the pre-registered layer study (docs/layer_study.md; the dev-only choice is
+#: benchmarks/results/layer_study_choice.json): sigma within each layer by the held-out ICR
+#: and the one-standard-error rule, then the layers compared at those sigmas by ``icr_top``
+#: (the held-out ICR of the top ``COMMON_WIDTH`` Fisher directions, comparable across widths).
+#: Keys are NoiseLevelSelector's parameter names: ``NoiseLevelSelector(**LAYER_SEARCH_DEFAULTS)``.
+LAYER_SEARCH_DEFAULTS = {"scoring": "icr", "selection_rule": "one_se_low",
+                         "layer_scoring": "icr_top"}
+
+#: What the layer study measured for choosing the layer (held-out half, gap = points of probe
+#: accuracy below the grid's best cell): the LayerChoiceWarning, ``layer_choice_`` and
+#: ``skicr scan --layers`` quote it.
+LAYER_STUDY = {
+    "document": "docs/layer_study.md",
+    "procedure": "per_layer(icr_top, one_se_low)",
+    # the dev-chosen procedure (LAYER_SEARCH_DEFAULTS) and the previous default (the lowest
+    # held-out ICR over all cells) on the four held-out denoisers; the goal was 80% within 2
+    "heldout": {"within_2_points": "2 of 4", "mean_gap_points": 3.2, "worst_gap_points": 7.0,
+                "goal_met": False},
+    "joint_icr_heldout": {"within_2_points": "1 of 4", "mean_gap_points": 13.6,
+                          "worst_gap_points": 39.2},
+    # the label-free layer choice, in one sentence
+    "label_free": (
+        "its dev-chosen label-free procedure (sigma per layer by the held-out ICR, rule "
+        "one_se_low; layers by icr_top) was within 2 points of the grid's best probe accuracy "
+        "for 2 of 4 held-out denoisers (worst 7 points), the lowest held-out ICR over all "
+        "cells for 1 of 4 (worst 39 points)"
+    ),
+    # the few-labels mode at k labelled images per class (layer_scoring="probe")
+    "few_labels": {
+        "k": 5,
+        "summary": (
+            "in the study, the layer chosen by a probe on 5 labelled images per class, sigma "
+            "label-free, was within 2 points for 36% of the draws on the nine zoo models (mean "
+            "gap 3.5 points): labels choose the layer, not the sigma within it"
+        ),
+    },
+}
+
+#: the values of ``layer_scoring`` that are not a criterion
+LAYER_PROCEDURES = ("auto", "joint")
+
 
 class NoiseLevelGridWarning(UserWarning):
     """Warning: some grid sigmas are not distinct noise levels for this backbone.
@@ -75,10 +126,11 @@ class LayerChoiceWarning(UserWarning):
     among several. The ICR of layers of different width is not on one scale,
     and the label-free choice has lost tens of points of probe accuracy; the
     message quotes what the pre-registered layer study
-    (``docs/layer_study.md``, :data:`skicr.recipes.LAYER_STUDY`) measured. Check the layer
-    with a few labels: ``layer_scoring="probe", n_labels_per_class=5``
+    (``docs/layer_study.md``, :data:`skicr.model_selection.LAYER_STUDY`) measured.
+    Check the layer with a few labels: ``layer_scoring="probe", n_labels_per_class=5``
     (``NoiseLevelSelector.label_free_choice_`` says which part of a choice
-    was label-free).
+    was label-free, ``NoiseLevelSelector.layer_choice_`` holds the whole
+    report, message included).
 
     Examples
     --------
@@ -276,26 +328,129 @@ def fold_criteria(test_views, train_views=None, directions=None, common_width=CO
     }
 
 
-def layer_choice_message(layer, criterion):
-    """The :class:`LayerChoiceWarning` sentence: the label-free layer, and what the study measured.
+def resolve_layer_scoring(layer_scoring, scoring, layered):
+    """What a ``layer_scoring`` parameter runs: ``"joint"``, a criterion name, or None.
 
     Parameters
     ----------
-    layer : str
-        The chosen layer.
-    criterion : str
-        The label-free criterion that chose it.
+    layer_scoring : str or None
+        ``"auto"``: with layers, ``"joint"`` when ``scoring="probe"`` (the probe's
+        accuracy is on one scale across layers: the best cell over all of them), else
+        ``LAYER_SEARCH_DEFAULTS["layer_scoring"]`` (the layer study's procedure).
+        ``"joint"`` or None: the best ``scoring`` cell over all (layer, sigma) cells. A
+        criterion name: each layer its own sigma, then the layers compared by it.
+    scoring : str or callable
+        The selector's ``scoring``.
+    layered : bool
+        Whether the search has layers (a ``layer`` key in ``cv_results_``).
 
     Returns
     -------
-    message : str
+    resolved : str or None
+        None without layers (one curve, nothing to compare); otherwise ``"joint"`` or
+        the name of the criterion that compares the layers.
     """
-    from ..recipes import LAYER_STUDY
+    if not layered:
+        return None
+    if layer_scoring is None or layer_scoring == "joint":
+        return "joint"
+    if layer_scoring == "auto":
+        return "joint" if scoring == "probe" else LAYER_SEARCH_DEFAULTS["layer_scoring"]
+    return layer_scoring
 
+
+def _name(scoring):
+    return scoring if isinstance(scoring, str) else "score"
+
+
+def describe_layer_procedure(scoring, selection_rule, layer_scoring):
+    """One phrase naming a joint search's procedure (``layer_scoring`` resolved).
+
+    Parameters
+    ----------
+    scoring : str or callable
+        The criterion of the sigma choice.
+    selection_rule : str
+        The rule on each curve over sigma.
+    layer_scoring : str
+        ``"joint"`` or the criterion comparing the layers
+        (:func:`resolve_layer_scoring`'s result).
+
+    Returns
+    -------
+    phrase : str
+    """
+    if layer_scoring == "joint":
+        return (f"the best {_name(scoring)} cell over all layers and sigmas, rule "
+                f"{selection_rule} within its layer")
+    return (f"sigma within each layer by {_name(scoring)} (rule {selection_rule}), then the "
+            f"layers compared at those sigmas by {_name(layer_scoring)}")
+
+
+def layer_choice_report(best_layer, *, scoring, selection_rule, layer_scoring,
+                        label_free_choice, n_labels_per_class=None, n_layers=2):
+    """What part of a joint (layer, sigma) choice used labels, and how reliable it is.
+
+    The one source of ``NoiseLevelSelector.layer_choice_``, of the
+    :class:`LayerChoiceWarning`'s message and of the ``layer_choice`` field of
+    ``skicr scan --layers``'s ``scan.json``.
+
+    Parameters
+    ----------
+    best_layer : str
+        The chosen layer.
+    scoring : str or callable
+        The criterion of the sigma choice.
+    selection_rule : str
+        The rule on each curve over sigma.
+    layer_scoring : str
+        ``"joint"`` or the criterion that compared the layers (resolved).
+    label_free_choice : dict
+        ``{"sigma": bool, "layer": bool}``: which part of the choice used no label.
+    n_labels_per_class : int or None, default=None
+        The few-labels budget, if any.
+    n_layers : int, default=2
+        The number of candidate layers; with one, nothing was chosen among
+        layers and the report says so (``settled`` is True).
+
+    Returns
+    -------
+    report : dict
+        ``label_free`` (the layer was chosen without labels), ``sigma_label_free``,
+        ``by`` (the criterion that chose the layer), ``procedure`` (a phrase),
+        ``study_procedure`` (whether it is the layer study's dev-chosen procedure,
+        :data:`LAYER_SEARCH_DEFAULTS`), ``n_labels_per_class``, ``settled`` (False
+        whenever the layer was chosen without labels: the study found that unreliable),
+        ``study`` (:data:`LAYER_STUDY`) and ``message`` (the warning's sentence).
+    """
+    by = _name(scoring if layer_scoring == "joint" else layer_scoring)
+    label_free = bool(label_free_choice["layer"])
+    sigma_free = bool(label_free_choice["sigma"])
+    procedure = describe_layer_procedure(scoring, selection_rule, layer_scoring)
+    study_procedure = (scoring, selection_rule, layer_scoring) == tuple(
+        LAYER_SEARCH_DEFAULTS[key] for key in ("scoring", "selection_rule", "layer_scoring"))
     few = LAYER_STUDY["few_labels"]
-    return (
-        f"the layer {layer!r} was chosen without labels (by {criterion}); label-free layer "
-        f"choices are unreliable ({LAYER_STUDY['document']}: {LAYER_STUDY['label_free']}). "
-        f"Treat the layer as a guess and check it with a few labels: layer_scoring='probe', "
-        f"n_labels_per_class={few['k']} ({few['summary']})."
-    )
+    if n_layers == 1:
+        message = (f"the layer {best_layer!r} is the only candidate: no layer was chosen, "
+                   f"sigma {'without labels' if sigma_free else 'by the probe'}.")
+    elif label_free:
+        which = "the layer study's procedure" if study_procedure else "not the study's default"
+        message = (
+            f"the layer {best_layer!r} was chosen without labels (by {by}: {procedure}; "
+            f"{which}), and label-free layer choices are unreliable "
+            f"({LAYER_STUDY['document']}: {LAYER_STUDY['label_free']}). Treat the layer as a "
+            f"guess and check it with a few labels: layer_scoring='probe', "
+            f"n_labels_per_class={few['k']} ({few['summary']})."
+        )
+    else:
+        labels = ("every labelled image" if n_labels_per_class is None
+                  else f"{n_labels_per_class} labelled images per class")
+        how = (f"sigma within each layer without labels (by {_name(scoring)}, rule "
+               f"{selection_rule})" if sigma_free else "sigma by the probe too")
+        message = (f"the layer {best_layer!r} was chosen by the probe's accuracy on {labels}; "
+                   f"{how}; {LAYER_STUDY['document']} measures how many labels it takes.")
+    return {"label_free": label_free, "sigma_label_free": sigma_free, "by": by,
+            "procedure": procedure, "study_procedure": bool(study_procedure),
+            "n_labels_per_class": n_labels_per_class,
+            "settled": not label_free or n_layers == 1,
+            "study": copy.deepcopy(LAYER_STUDY), "message": message}

@@ -10,6 +10,7 @@ from ._decision import (
     SELECTION_RULES,
     NoiseLevelDecisionWarning,
     curve_decision,
+    resolve_layer_scoring,
     select_index,
 )
 from ._evaluate import EXTRA_CRITERIA
@@ -127,16 +128,20 @@ def _layer_blocks(cv_results):
     return list(zip(starts, starts[1:] + [n_rows]))
 
 
-def select_from_results(cv_results, scoring="icr", selection_rule="best", layer_scoring=None):
+def select_from_results(cv_results, scoring="icr", selection_rule="one_se_low",
+                        layer_scoring="auto"):
     """The (layer, sigma) row a search's results choose, and how much the choice means.
 
     The procedure of :class:`~skicr.NoiseLevelSelector`, as a function of
     its ``cv_results_`` (so that other procedures can be compared on one
-    search without running the backbone again). ``layer_scoring=None``: the
-    optimum of ``scoring`` over every row, then ``selection_rule`` within its
-    layer. Otherwise each layer first gets its own sigma (``scoring`` and
-    ``selection_rule`` on that layer's curve), and ``layer_scoring``
-    compares the layers at those sigmas.
+    search without running the backbone again); the defaults are the
+    selector's, so ``select_from_results(selector.cv_results_)`` replays a
+    selector fitted with its defaults. ``layer_scoring="joint"``: the optimum
+    of ``scoring`` over every row, then ``selection_rule`` within its layer.
+    A criterion name: each layer first gets its own sigma (``scoring`` and
+    ``selection_rule`` on that layer's curve), and ``layer_scoring`` compares
+    the layers at those sigmas. ``"auto"`` resolves as in the selector
+    (:data:`skicr.model_selection.LAYER_SEARCH_DEFAULTS`).
 
     Parameters
     ----------
@@ -150,12 +155,15 @@ def select_from_results(cv_results, scoring="icr", selection_rule="best", layer_
         ``"icr_top"``, ``"icr_pca"``, ``"invariant_rank"``,
         ``"invariant_dims"``), ``"probe"`` (the probe accuracy) or
         ``"score"`` (a callable scoring's column).
-    selection_rule : {"best", "one_se_low", "one_se_high", "knee"}, default="best"
+    selection_rule : {"best", "one_se_low", "one_se_high", "knee"}, default="one_se_low"
         How a curve over sigma picks its point (see
         :class:`~skicr.NoiseLevelSelector`).
-    layer_scoring : str or None, default=None
-        Criterion comparing the layers at their own sigma (same names as
-        ``scoring``); None: the joint optimum of ``scoring``.
+    layer_scoring : str or None, default="auto"
+        How the layers are compared: ``"auto"`` (the layer study's procedure,
+        layers by ``"icr_top"``; the joint optimum when ``scoring="probe"``),
+        ``"joint"`` (None means the same), or a criterion comparing the layers
+        at their own sigma (same names as ``scoring``). Ignored without a
+        ``layer`` key.
 
     Returns
     -------
@@ -175,16 +183,18 @@ def select_from_results(cv_results, scoring="icr", selection_rule="best", layer_
     ...               "split1_icr": np.array([0.32, 0.41, 0.52, 0.44]),
     ...               "split0_invariant_dims": np.array([2.0, 1.0, 9.0, 8.0]),
     ...               "split1_invariant_dims": np.array([2.5, 1.0, 8.0, 8.5])}
-    >>> select_from_results(cv_results)[0]                 # lowest ICR: layer a
+    >>> select_from_results(cv_results, layer_scoring="joint")[0]   # lowest ICR: layer a
     0
-    >>> select_from_results(cv_results, layer_scoring="invariant_dims")[0]
+    >>> select_from_results(cv_results, selection_rule="best",
+    ...                     layer_scoring="invariant_dims")[0]
     3
     """
     if selection_rule not in SELECTION_RULES:
         raise ValueError(f"selection_rule must be one of {SELECTION_RULES}; got {selection_rule!r}.")
     oriented = _oriented_folds(cv_results, criterion_name(scoring))
     blocks = _layer_blocks(cv_results)
-    if layer_scoring is None:
+    layer_scoring = resolve_layer_scoring(layer_scoring, scoring, "layer" in cv_results)
+    if layer_scoring in (None, "joint"):
         best_row = int(np.argmin(oriented.mean(axis=1)))
         start, stop = next(block for block in blocks if block[0] <= best_row < block[1])
         curve = oriented[start:stop]
@@ -198,7 +208,7 @@ def select_from_results(cv_results, scoring="icr", selection_rule="best", layer_
     return candidates[chosen], curve_decision(curve, int(np.argmin(curve.mean(axis=1))))
 
 
-def select(cv_results, scoring, rule, layer_scoring=None):
+def select(cv_results, scoring, rule, layer_scoring="auto"):
     """The chosen row and what it means: (best index, best score, decision).
 
     :func:`select_from_results`, then the verdict written to

@@ -32,10 +32,12 @@ from ._decision import (
     COMMON_WIDTH,
     LABEL_FREE_CRITERIA,
     LAYER_CRITERIA,
+    LAYER_PROCEDURES,
     SELECTION_RULES,
     LayerChoiceWarning,
     NoiseLevelGridWarning,
-    layer_choice_message,
+    layer_choice_report,
+    resolve_layer_scoring,
 )
 from ._evaluate import _FoldScorer, evaluate_sigma
 from ._results import format_results, select, surface
@@ -80,7 +82,15 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     deepest), and the folds are evaluated on each layer's features
     separately, so the layers may differ in width. ``cv_results_`` then has
     one row per (layer, sigma) and ``icr_surface_`` holds the mean held-out
-    ICR as a layers x sigmas table; :meth:`plot` draws it as a heat map.
+    ICR as a layers x sigmas table; :meth:`plot` draws it as a heat map. By
+    default (``layer_scoring="auto"``) the choice is the procedure of the
+    pre-registered layer study (``docs/layer_study.md``): each layer gets its
+    own sigma by the held-out ICR and ``selection_rule``, then the layers are
+    compared at those sigmas by ``"icr_top"``
+    (:data:`~skicr.model_selection.LAYER_SEARCH_DEFAULTS`). The study found
+    that label-free layer choice unreliable (within 2 points of the probe's
+    best cell on 2 of 4 held-out denoisers), so it always comes with a
+    :class:`~skicr.model_selection.LayerChoiceWarning`.
 
     Parameters
     ----------
@@ -126,15 +136,26 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         measured on the same folds whatever ``scoring`` is, and reported in
         ``cv_results_``. The default follows the pre-registered zoo study
         (``docs/noise_level_study.md``).
-    layer_scoring : str or None, default=None
-        With ``layers``: how the layers are compared. None: the cell with the
-        best ``scoring`` over all (layer, sigma) cells. A name (any of
-        ``scoring``'s, ``"probe"`` included): each layer first gets its own
-        sigma by ``scoring`` and ``selection_rule`` (label-free when
+    layer_scoring : str or None, default="auto"
+        With ``layers``: how the layers are compared (ignored without them;
+        ``layer_scoring_`` holds what it resolved to). A criterion name (any
+        of ``scoring``'s, ``"probe"`` included): each layer first gets its
+        own sigma by ``scoring`` and ``selection_rule`` (label-free when
         ``scoring`` is), then the layers are compared at those sigmas by this
-        criterion. ``layer_scoring="probe"`` with ``n_labels_per_class``
-        is the few-labels mode: sigma without labels, the layer from a few
-        labels (``docs/layer_study.md`` measures how many it takes).
+        criterion. ``"auto"``: ``"icr_top"``, i.e. the procedure chosen on
+        the development half of the pre-registered layer study
+        (``docs/layer_study.md``; with the defaults ``scoring="icr"`` and
+        ``selection_rule="one_se_low"``: 4 of 5 development and 2 of 4
+        held-out denoisers within 2 points of the grid's best probe
+        accuracy, held-out mean gap 3.2 points, worst 7.0), or ``"joint"``
+        when ``scoring="probe"`` (the probe's accuracy is on one scale across
+        layers). ``"joint"``: the cell with the best ``scoring`` over all
+        (layer, sigma) cells, the default before the study (held-out: 1 of
+        4 within 2 points, mean gap 13.6, worst 39.2 points, as each layer's
+        ICR is on its own scale); None means the same as ``"joint"``.
+        ``layer_scoring="probe"`` with ``n_labels_per_class`` is the
+        few-labels mode: sigma without labels, the layer from a few labels
+        (``docs/layer_study.md`` measures how many it takes).
     selection_rule : {"best", "one_se_low", "one_se_high", "knee"}, default="one_se_low"
         How the scoring curve over sigma picks a point. ``"best"``: its
         optimum. ``"one_se_low"`` / ``"one_se_high"``: the smallest /
@@ -243,9 +264,20 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         The chosen layer. Only with ``layers``.
     label_free_choice_ : dict
         Which part of the choice used no label: ``{"sigma": bool}``, and
-        ``"layer"`` with ``layers``. A label-free layer choice comes with a
-        :class:`~skicr.model_selection.LayerChoiceWarning` stating what the
-        layer study measured for it.
+        ``"layer"`` with ``layers``. A label-free layer choice among several
+        layers comes with a :class:`~skicr.model_selection.LayerChoiceWarning`
+        stating what the layer study measured for it.
+    layer_scoring_ : str or None
+        What ``layer_scoring`` resolved to: ``"joint"`` or the criterion
+        that compared the layers; None without ``layers``.
+    layer_choice_ : dict
+        Only with ``layers``: what part of the choice used labels and how
+        reliable the layer study found it
+        (:func:`~skicr.model_selection.layer_choice_report`: ``label_free``,
+        ``sigma_label_free``, ``by``, ``procedure``, ``study_procedure``,
+        ``n_labels_per_class``, ``settled``, ``study``, ``message``; the
+        message is the warning's). ``skicr scan --layers`` writes this dict
+        to ``scan.json`` as ``layer_choice``.
     icr_surface_ : pandas.DataFrame of shape (n_layers, n_sigmas)
         Mean held-out ICR (in-sample with ``cv=1``), index ``layer``,
         columns ``sigma``. Only with ``layers``.
@@ -285,16 +317,21 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
     >>> len(selector.cv_results_["mean_icr"])
     3
 
-    A joint search over layers and sigmas, one backbone pass per sigma:
+    A joint search over layers and sigmas, one backbone pass per sigma (the
+    layer study's procedure; it warns that the layer is a label-free guess):
 
-    >>> joint = NoiseLevelSelector(
-    ...     FeatureExtractor(net, n_views=2), sigmas=[0.05, 0.5],
-    ...     layers=["down.1", "mid"], cv=3, random_state=0,
-    ... ).fit(images)
+    >>> import warnings
+    >>> from skicr.model_selection import LayerChoiceWarning
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", LayerChoiceWarning)
+    ...     joint = NoiseLevelSelector(
+    ...         FeatureExtractor(net, n_views=2), sigmas=[0.05, 0.5],
+    ...         layers=["down.1", "mid"], cv=3, random_state=0,
+    ...     ).fit(images)
     >>> joint.icr_surface_.shape
     (2, 2)
-    >>> joint.best_layer_, float(joint.best_sigma_)
-    ('mid', 0.05)
+    >>> joint.layer_scoring_, joint.layer_choice_["label_free"]
+    ('icr_top', True)
     """
 
     _parameter_constraints = {
@@ -303,7 +340,7 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         "layers": ["array-like", str, None],
         "decomposer": [HasMethods(["fit", "score"]), None],
         "scoring": [StrOptions(_SCORINGS), callable],
-        "layer_scoring": [StrOptions(_SCORINGS), None],
+        "layer_scoring": [StrOptions(_SCORINGS | set(LAYER_PROCEDURES)), None],
         "selection_rule": [StrOptions(set(SELECTION_RULES))],
         "probe": [HasMethods(["fit", "predict"]), None],
         "probe_features": [StrOptions({"first_view", "view_mean"})],
@@ -324,7 +361,7 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         layers=None,
         decomposer=None,
         scoring="icr",
-        layer_scoring=None,
+        layer_scoring="auto",
         selection_rule="one_se_low",
         probe=None,
         probe_features="first_view",
@@ -378,7 +415,8 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
             Images in the format the extractor accepts (one row per image).
         y : array-like of shape (n_images,), default=None
             Class labels, only for the probe accuracy (never for the choice
-            unless ``scoring="probe"``).
+            unless ``scoring="probe"`` or ``layer_scoring="probe"``; -1 marks an
+            unlabelled image with ``n_labels_per_class``).
         groups : array-like of shape (n_images,), default=None
             Group labels for a group-aware ``cv`` splitter.
 
@@ -401,8 +439,10 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
                 stacklevel=3,
             )
             sigmas = sigmas[keep]
-        if self.layer_scoring is not None and layers is None:
+        if self.layer_scoring not in ("auto", None) and layers is None:
             raise ValueError("layer_scoring compares layers: give layers=[...] as well.")
+        self.layer_scoring_ = resolve_layer_scoring(self.layer_scoring, self.scoring,
+                                                    layers is not None)
         uses_probe = "probe" if "probe" in (self.scoring, self.layer_scoring) else self.scoring
         n_images, y, probe = check_images_and_labels(images, y, uses_probe, self.probe)
         rng = check_random_state(self.random_state)
@@ -450,18 +490,21 @@ class NoiseLevelSelector(MetaEstimatorMixin, TransformerMixin, BaseEstimator):
         self.cv_results_ = format_results(sigmas, layers, results, probe is not None,
                                           with_score=scoring_callable is not None)
         self.best_index_, self.best_score_, self.decision_ = select(
-            self.cv_results_, self.scoring, self.selection_rule, self.layer_scoring
+            self.cv_results_, self.scoring, self.selection_rule, self.layer_scoring_
         )
         best_params = dict(self.cv_results_["params"][self.best_index_])
         self.best_sigma_ = best_params["sigma"]
         self.label_free_choice_ = {"sigma": self.scoring != "probe"}
         if layers is not None:
             self.best_layer_ = best_params["layer"]
-            layer_by = self.scoring if self.layer_scoring is None else self.layer_scoring
+            layer_by = self.scoring if self.layer_scoring_ == "joint" else self.layer_scoring_
             self.label_free_choice_["layer"] = layer_by != "probe"
+            self.layer_choice_ = layer_choice_report(
+                self.best_layer_, scoring=self.scoring, selection_rule=self.selection_rule,
+                layer_scoring=self.layer_scoring_, label_free_choice=self.label_free_choice_,
+                n_labels_per_class=self.n_labels_per_class, n_layers=len(layers))
             if self.label_free_choice_["layer"] and len(layers) > 1:
-                warnings.warn(layer_choice_message(self.best_layer_, layer_by),
-                              LayerChoiceWarning, stacklevel=3)
+                warnings.warn(self.layer_choice_["message"], LayerChoiceWarning, stacklevel=3)
             self.icr_surface_ = surface(self.cv_results_, "mean_icr", layers, sigmas)
             if probe is not None:
                 self.probe_surface_ = surface(self.cv_results_, "mean_probe_accuracy", layers, sigmas)
