@@ -197,8 +197,17 @@ def figure_trajectories(frames, path, alarms=None, title=""):
     seeds = sorted({int(n.split("_seed")[1]) for n in names})
     fig, axes = plt.subplots(len(sizes), len(seeds), figsize=(3.3 * len(seeds),
                                                              2.4 * len(sizes)),
-                             squeeze=False, sharey=True)
+                             squeeze=False)
+    # one ICR scale for every panel; tick labels on the first panel of each row (a row's
+    # first seeds may be missing, so sharey's "first column only" would hide them)
+    values = np.concatenate([frames[n][column].to_numpy(dtype=float)
+                             for n in names for column in ("icr", "heldout_icr")])
+    values = values[np.isfinite(values)]
+    pad = 0.05 * (values.max() - values.min()) if values.size else 0.05
+    limits = (values.min() - pad, values.max() + pad) if values.size else (0, 1)
+    legend_ax = None
     for i, size in enumerate(sizes):
+        first_in_row = True
         for j, seed in enumerate(seeds):
             ax = axes[i, j]
             name = f"{size}_seed{seed}"
@@ -206,6 +215,14 @@ def figure_trajectories(frames, path, alarms=None, title=""):
                 ax.set_axis_off()
                 continue
             frame = frames[name]
+            ax.set_ylim(*limits)
+            if first_in_row:
+                ax.set_ylabel("ICR")
+                first_in_row = False
+            else:
+                ax.set_yticklabels([])
+            if legend_ax is None:
+                legend_ax = ax
             ax.plot(frame["step"], frame["icr"], "o-", ms=2, color="tab:blue", label="ICR, train")
             ax.plot(frame["step"], frame["heldout_icr"], "x--", ms=3, color="tab:green",
                     alpha=0.8, label="ICR, held-out")
@@ -226,9 +243,8 @@ def figure_trajectories(frames, path, alarms=None, title=""):
             ax.grid(alpha=0.3)
             if i == len(sizes) - 1:
                 ax.set_xlabel("step")
-            if j == 0:
-                ax.set_ylabel("ICR")
-    axes[0, 0].legend(fontsize="x-small", loc="upper right")
+    if legend_ax is not None:
+        legend_ax.legend(fontsize="x-small", loc="upper right")
     if title:
         fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
