@@ -268,6 +268,38 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(net, images, tmp_pa
     assert_same_fit(again, full)
 
 
+def finished_then_interrupted(loader):
+    """All of the loader's batches, then an interruption (a stop before the final save)."""
+    yield from loader
+    raise Interrupted
+
+
+def test_checkpoint_holding_every_batch_is_marked_complete_and_then_left_alone(net, images, tmp_path):
+    loader = [images[start:start + 4] for start in range(0, N_IMAGES, 4)]
+    full = fit_from_loader(make_extractor(net), loader)
+    path = tmp_path / "run.pt"
+    with pytest.raises(Interrupted):
+        fit_from_loader(make_extractor(net), finished_then_interrupted(loader), checkpoint=path)
+    saved = torch.load(path, weights_only=True)
+    assert saved["n_batches"] == len(loader) and not saved["complete"]
+    # resumed with nothing left to read: the statistics are whole, and the file now says so
+    assert_same_fit(fit_from_loader(make_extractor(net), loader, checkpoint=path), full)
+    assert torch.load(path, weights_only=True)["complete"]
+    # a complete checkpoint read to its end again: nothing changed, the file is not rewritten
+    before = path.stat()
+    assert_same_fit(fit_from_loader(make_extractor(net), loader, checkpoint=path), full)
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_run_without_batches_writes_no_checkpoint(net, images, tmp_path):
+    # an empty "complete" checkpoint would answer every later run with no images
+    path = tmp_path / "run.pt"
+    with pytest.raises(ValueError, match="no images"):
+        fit_from_loader(make_extractor(net).fit(images), [], checkpoint=path)
+    assert not path.exists()
+
+
 def test_hard_stop_resumes_from_the_last_periodic_checkpoint(net, images, tmp_path, monkeypatch):
     loader = [images[start:start + 4] for start in range(0, N_IMAGES, 4)]
     full = fit_from_loader(make_extractor(net), loader)

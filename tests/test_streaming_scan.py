@@ -211,6 +211,36 @@ def test_fold_statistics_resume_after_interruption_equal_uninterrupted(tmp_path)
                                     checkpoint=path)
 
 
+def test_fold_checkpoint_holding_every_batch_is_marked_complete(tmp_path):
+    images, _ = _data()
+    folds = np.arange(N_IMAGES) % 3
+    loader = DataLoader(images, batch_size=9)
+    full = fold_statistics_from_loader(_extractor(random_state=0), loader, folds)
+
+    def finished_then_interrupted():
+        yield from loader
+        raise _Interrupt
+
+    path = tmp_path / "folds.pt"
+    with pytest.raises(_Interrupt):
+        fold_statistics_from_loader(_extractor(random_state=0), finished_then_interrupted(), folds,
+                                    checkpoint=path)
+    saved = torch.load(path, weights_only=True)
+    assert saved["n_batches"] == len(loader) and not saved["complete"]
+    resumed = fold_statistics_from_loader(_extractor(random_state=0), loader, folds, checkpoint=path)
+    assert torch.load(path, weights_only=True)["complete"]
+    again = fold_statistics_from_loader(_extractor(random_state=0), loader, folds, checkpoint=path)
+    assert again.extract_time == 0.0  # reused as it is
+    for result in (resumed, again):
+        for a, b in zip(result.statistics, full.statistics):
+            np.testing.assert_allclose(a.residual_scatter, b.residual_scatter, rtol=1e-12)
+    # a run that reads no batch writes no checkpoint
+    empty = tmp_path / "empty.pt"
+    with pytest.raises(ValueError, match="no images"):
+        fold_statistics_from_loader(_extractor(random_state=0).fit(images), [], folds, checkpoint=empty)
+    assert not empty.exists()
+
+
 def test_streaming_scan_resumes_to_the_same_result(tmp_path):
     images, _ = _data()
     kwargs = dict(cv=3, random_state=0, batch_size=8, checkpoint=tmp_path / "scan",

@@ -9,14 +9,25 @@ corrupted or edited checkpoint is an error naming the file, never silently
 wrong statistics.
 """
 
+import hashlib
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .._utils.serialization import atomic_torch_save, read_torch_file, seal, tensor_state, verify_seal
+from .._utils.distributed import broadcast_seed, resolve_distributed
+from .._utils.serialization import (
+    atomic_torch_save,
+    check_output_file,
+    read_torch_file,
+    seal,
+    tensor_state,
+    verify_seal,
+)
+from .._utils.validation import check_int
 from ..metrics import GroupedViewStatistics
+from ._loader import _stream
 
 __all__ = []
 
@@ -167,3 +178,121 @@ def _check_fingerprint(path, saved, current):
             + "; ".join(differences)
             + ". Use the original settings, or another checkpoint path to start over."
         )
+
+
+
+def _draw_seed(extractor):
+    """The base seed ``extractor`` draws for a run (from its ``random_state``)."""
+    from sklearn.utils import check_random_state
+
+    return int(check_random_state(extractor.random_state).randint(np.iinfo(np.int32).max))
+
+
+def _resolve_base_seed(extractor, state, path, distributed, group):
+    """The run's base seed: drawn from the extractor, the checkpoint's when unseeded, rank 0's."""
+    if isinstance(extractor.random_state, Integral):
+        base_seed = _draw_seed(extractor)
+    else:
+        # None or a RandomState: one seed for the whole stream, the checkpoint's on resume
+        base_seed = state["base_seed"] if state is not None else _draw_seed(extractor)
+        if distributed:
+            base_seed = broadcast_seed(base_seed, group)
+    if state is not None and state["base_seed"] != base_seed:
+        raise ValueError(
+            f"The checkpoint {path} was accumulated with base seed {state['base_seed']} but the "
+            f"extractor now gives {base_seed} (another random_state?)."
+        )
+    return base_seed
+
+
+class _CheckpointedStream:
+    """A stream of loader batches into statistics, saved to a checkpoint and resumed from it.
+
+    The one home of the checkpointed-stream loop that the drivers share
+    (:func:`statistics_from_loader`, :func:`fold_statistics_from_loader`).
+    Construction settles the process (rank, world size), the rank's
+    checkpoint path (checked for writing now, not after hours of
+    extraction), the loaded checkpoint (``load(path)``, None for a fresh
+    run) and the base seed. :meth:`run` continues the stream.
+    """
+
+    def __init__(self, extractor, checkpoint, *, load, distributed, group, progress, checkpoint_every):
+        check_int("checkpoint_every", checkpoint_every, 1)
+        self.extractor, self.checkpoint_every = extractor, checkpoint_every
+        self.distributed, self.rank, self.world_size = resolve_distributed(distributed, group)
+        self.progress = (extractor.progress if progress is None else progress) and self.rank == 0
+        self.path = None if checkpoint is None else _rank_path(checkpoint, self.rank, self.world_size)
+        self.state = None
+        if self.path is not None:
+            check_output_file(self.path, "checkpoint")
+            if self.path.exists():
+                self.state = load(self.path)
+        self.base_seed = _resolve_base_seed(extractor, self.state, self.path, self.distributed, group)
+
+    def fingerprint(self, mode):
+        """The settings' fingerprint, checked against the loaded checkpoint's."""
+        fingerprint = _fingerprint(self.extractor, mode=mode, rank=self.rank, world_size=self.world_size)
+        if self.state is not None:
+            _check_fingerprint(self.path, self.state["fingerprint"], fingerprint)
+        return fingerprint
+
+    def run(self, loader, *, update, save, image_indices):
+        """Feed every batch of ``loader`` not yet in the checkpoint to ``update``, saving on the way.
+
+        ``update(number, item)`` adds a batch's :class:`LoaderViews` to the
+        caller's statistics; ``save(path, fingerprint=..., base_seed=...,
+        n_batches=..., digest=..., complete=...)`` writes them with the
+        stream's position. The batches the checkpoint holds are read and
+        checked against its digest, not extracted. With a checkpoint, saves
+        happen
+
+        - every ``checkpoint_every`` batches;
+        - on an exception, unless it hit ``update`` itself (the statistics may
+          be half-updated) or no new batch was read (the file holds it all);
+        - at the end, marked complete, when new batches were read or the
+          checkpoint was not marked complete yet (an interruption after the
+          last batch). A complete checkpoint read to its end is not rewritten
+          (nothing changed), and a run that read no batch writes none: an
+          empty "complete" checkpoint would answer every later run with no
+          images.
+
+        Returns the number of batches the statistics now hold.
+        """
+        path, state = self.path, self.state
+        n_batches = 0 if state is None else state["n_batches"]
+        skip = n_batches
+        digest = None if state is None else state["digest"]
+        fingerprint = None
+
+        def on_ready(mode):
+            nonlocal fingerprint
+            if path is not None:
+                fingerprint = self.fingerprint(mode)
+
+        def write(complete):
+            save(path, fingerprint=fingerprint, base_seed=self.base_seed, n_batches=n_batches,
+                 digest=digest, complete=complete)
+
+        stream = _stream(
+            self.extractor, loader, base_seed=self.base_seed, image_indices=image_indices, skip=skip,
+            resume_digest=digest, hasher=None if path is None else hashlib.blake2b(digest_size=16),
+            progress=self.progress, on_ready=on_ready,
+        )
+        updating = False
+        try:
+            for number, item, hasher in stream:
+                updating = True
+                update(number, item)
+                n_batches += 1
+                digest = None if hasher is None else hasher.hexdigest()
+                updating = False
+                if path is not None and n_batches % self.checkpoint_every == 0:
+                    write(complete=False)
+        except BaseException:
+            if path is not None and fingerprint is not None and not updating and n_batches > skip:
+                write(complete=False)
+            raise
+        already_complete = state is not None and state["complete"]
+        if path is not None and fingerprint is not None and (n_batches > skip or not already_complete):
+            write(complete=True)
+        return n_batches

@@ -1,42 +1,11 @@
 """Drivers: the statistics, and a fitted decomposer, of every image of a loader."""
 
-import hashlib
-from numbers import Integral
-
-import numpy as np
-
-from .._utils.distributed import broadcast_seed, resolve_distributed
-from .._utils.serialization import check_output_file
-from .._utils.validation import check_int, check_streaming_estimator
+from .._utils.validation import check_streaming_estimator
 from ..metrics import GroupedViewStatistics
-from ._checkpoint import _check_fingerprint, _fingerprint, _load_checkpoint, _rank_path, _save_checkpoint
-from ._loader import _is_fitted, _stream
+from ._checkpoint import _CheckpointedStream, _load_checkpoint, _save_checkpoint
+from ._loader import _is_fitted
 
 __all__ = ["statistics_from_loader", "fit_from_loader"]
-
-
-def _draw_seed(extractor):
-    """The base seed ``extractor`` draws for a run (from its ``random_state``)."""
-    from sklearn.utils import check_random_state
-
-    return int(check_random_state(extractor.random_state).randint(np.iinfo(np.int32).max))
-
-
-def _resolve_base_seed(extractor, state, path, distributed, group):
-    """The run's base seed: drawn from the extractor, the checkpoint's when unseeded, rank 0's."""
-    if isinstance(extractor.random_state, Integral):
-        base_seed = _draw_seed(extractor)
-    else:
-        # None or a RandomState: one seed for the whole stream, the checkpoint's on resume
-        base_seed = state["base_seed"] if state is not None else _draw_seed(extractor)
-        if distributed:
-            base_seed = broadcast_seed(base_seed, group)
-    if state is not None and state["base_seed"] != base_seed:
-        raise ValueError(
-            f"The checkpoint {path} was accumulated with base seed {state['base_seed']} but the "
-            f"extractor now gives {base_seed} (another random_state?)."
-        )
-    return base_seed
 
 
 def statistics_from_loader(
@@ -125,59 +94,20 @@ def statistics_from_loader(
     >>> bool(np.allclose(stats.residual_scatter, in_memory.residual_scatter))
     True
     """
-    check_int("checkpoint_every", checkpoint_every, 1)
-    distributed, rank, world_size = resolve_distributed(distributed, group)
-    progress = (extractor.progress if progress is None else progress) and rank == 0
-
-    state = None
-    path = None if checkpoint is None else _rank_path(checkpoint, rank, world_size)
-    if path is not None:
-        check_output_file(path, "checkpoint")  # now, not after hours of extraction
-    if path is not None and path.exists():
-        state = _load_checkpoint(path)
-    base_seed = _resolve_base_seed(extractor, state, path, distributed, group)
-
+    stream = _CheckpointedStream(extractor, checkpoint, load=_load_checkpoint, distributed=distributed,
+                                 group=group, progress=progress, checkpoint_every=checkpoint_every)
+    state = stream.state
     statistics = GroupedViewStatistics() if state is None else state["statistics"]
-    n_batches = 0 if state is None else state["n_batches"]
-    skip = n_batches
-    digest = None if state is None else state["digest"]
-    fingerprint = None
-    updating = False
 
-    def on_ready(mode):
-        nonlocal fingerprint
-        if path is not None:
-            fingerprint = _fingerprint(extractor, mode=mode, rank=rank, world_size=world_size)
-            if state is not None:
-                _check_fingerprint(path, state["fingerprint"], fingerprint)
+    def update(number, item):
+        if len(item.indices):
+            statistics.update(item.views)
 
-    def save(complete=False):
-        _save_checkpoint(path, fingerprint=fingerprint, base_seed=base_seed, n_batches=n_batches,
-                         digest=digest, statistics=statistics, complete=complete)
+    def save(path, **position):
+        _save_checkpoint(path, statistics=statistics, **position)
 
-    stream = _stream(
-        extractor, loader, base_seed=base_seed, image_indices=image_indices, skip=skip,
-        resume_digest=digest, hasher=None if path is None else hashlib.blake2b(digest_size=16),
-        progress=progress, on_ready=on_ready,
-    )
-    try:
-        for _, item, hasher in stream:
-            updating = True
-            if len(item.indices):
-                statistics.update(item.views)
-            n_batches += 1
-            digest = None if hasher is None else hasher.hexdigest()
-            updating = False
-            if path is not None and n_batches % checkpoint_every == 0:
-                save()
-    except BaseException:
-        # keep what was accumulated (unless the failure hit the update itself)
-        if path is not None and fingerprint is not None and not updating and n_batches > skip:
-            save()
-        raise
-    if path is not None and fingerprint is not None and n_batches > skip:
-        save(complete=True)
-
+    stream.run(loader, update=update, save=save, image_indices=image_indices)
+    distributed, rank = stream.distributed, stream.rank
     if distributed:
         if statistics.n_features is None:
             if not _is_fitted(extractor):

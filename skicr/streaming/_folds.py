@@ -16,13 +16,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .._utils.distributed import collective_device, resolve_distributed
-from .._utils.serialization import atomic_torch_save, check_output_file, read_torch_file, seal, verify_seal
-from .._utils.validation import check_int
+from .._utils.distributed import collective_device
+from .._utils.serialization import atomic_torch_save, read_torch_file, seal, verify_seal
 from ..metrics import GroupedViewStatistics
-from ._checkpoint import _check_fingerprint, _check_statistics, _damaged, _fingerprint, _rank_path
-from ._fit import _resolve_base_seed
-from ._loader import _checked_batch, _is_fitted, _Numbering, _stream
+from ._checkpoint import _check_statistics, _CheckpointedStream, _damaged
+from ._loader import _checked_batch, _is_fitted, _Numbering
 
 __all__ = ["FoldStatistics", "fold_statistics_from_loader"]
 
@@ -289,7 +287,6 @@ def fold_statistics_from_loader(
     ...                  accumulate(views[folds == 1]).residual_scatter))
     True
     """
-    check_int("checkpoint_every", checkpoint_every, 1)
     folds = np.asarray(folds)
     if folds.ndim != 1 or folds.size < 1 or not np.issubdtype(folds.dtype, np.integer) or folds.min() < 0:
         raise ValueError("folds must be a 1-D array of fold numbers >= 0, one per image.")
@@ -297,40 +294,43 @@ def fold_statistics_from_loader(
     n_images, n_folds = folds.size, int(folds.max()) + 1
     if probe_features is not None and probe_features not in PROBE_FEATURES:
         raise ValueError(f"probe_features must be one of {PROBE_FEATURES} or None; got {probe_features!r}.")
-    distributed, rank, world_size = resolve_distributed(distributed, group)
-    progress = (extractor.progress if progress is None else progress) and rank == 0
     folds_digest = _folds_digest(folds)
-
-    state = None
-    path = None if checkpoint is None else _rank_path(checkpoint, rank, world_size)
-    if path is not None:
-        check_output_file(path, "checkpoint")
-        if path.exists():
-            state = _load(path, n_folds, folds_digest)
-    base_seed = _resolve_base_seed(extractor, state, path, distributed, group)
+    stream = _CheckpointedStream(
+        extractor, checkpoint, load=lambda path: _load(path, n_folds, folds_digest),
+        distributed=distributed, group=group, progress=progress, checkpoint_every=checkpoint_every,
+    )
+    distributed, rank, state = stream.distributed, stream.rank, stream.state
 
     statistics = [GroupedViewStatistics() for _ in range(n_folds)] if state is None else state["statistics"]
     kept = _Kept(state)
-    n_batches = 0 if state is None else state["n_batches"]
-    skip = n_batches
-    digest = None if state is None else state["digest"]
-    fingerprint = None
-    updating = False
     keep_rows = probe_features is not None or collect_labels
 
-    def current_fingerprint(mode):
-        return _fingerprint(extractor, mode=mode, rank=rank, world_size=world_size)
+    def update(number, item):
+        indices = item.indices
+        if len(indices) and indices.max() >= n_images:
+            raise ValueError(
+                f"Batch {number} of the loader holds image number {int(indices.max())} but "
+                f"folds has {n_images} entries; give one fold per image of the dataset."
+            )
+        if len(indices):
+            image_folds = folds[indices]
+            for k in np.unique(image_folds):
+                statistics[k].update(item.views[image_folds == k])
+        if keep_rows and len(indices):
+            labels = np.full(len(indices), -1, np.int64)
+            if collect_labels:
+                labels = _labels_array(_batch_labels(item.batch, number), number,
+                                       item.keep.size)[item.keep]
+            if probe_features == "first_view":
+                features = item.views[:, 0, :]
+            elif probe_features == "view_mean":
+                features = item.views.astype(np.float64).mean(axis=1).astype(np.float32)
+            else:
+                features = np.zeros((len(indices), 0), np.float32)
+            kept.add(indices.astype(np.int64), np.ascontiguousarray(features, np.float32), labels)
 
-    def on_ready(mode):
-        nonlocal fingerprint
-        if path is not None:
-            fingerprint = current_fingerprint(mode)
-            if state is not None:
-                _check_fingerprint(path, state["fingerprint"], fingerprint)
-
-    def save(complete=False):
-        _save(path, fingerprint=fingerprint, base_seed=base_seed, n_batches=n_batches, digest=digest,
-              complete=complete, statistics=statistics, folds_digest=folds_digest, kept=kept)
+    def save(path, **position):
+        _save(path, statistics=statistics, folds_digest=folds_digest, kept=kept, **position)
 
     start = time.perf_counter()
     if state is not None and state["complete"]:
@@ -339,50 +339,10 @@ def fold_statistics_from_loader(
             for batch in loader:
                 extractor.fit(_checked_batch(batch, 0, None).data)
                 break
-        _check_fingerprint(path, state["fingerprint"], current_fingerprint(_Numbering(loader, image_indices).mode))
+        stream.fingerprint(_Numbering(loader, image_indices).mode)
         extract_time = 0.0
     else:
-        stream = _stream(
-            extractor, loader, base_seed=base_seed, image_indices=image_indices, skip=skip,
-            resume_digest=digest, hasher=None if path is None else hashlib.blake2b(digest_size=16),
-            progress=progress, on_ready=on_ready,
-        )
-        try:
-            for number, item, hasher in stream:
-                updating = True
-                indices = item.indices
-                if len(indices) and indices.max() >= n_images:
-                    raise ValueError(
-                        f"Batch {number} of the loader holds image number {int(indices.max())} but "
-                        f"folds has {n_images} entries; give one fold per image of the dataset."
-                    )
-                if len(indices):
-                    image_folds = folds[indices]
-                    for k in np.unique(image_folds):
-                        statistics[k].update(item.views[image_folds == k])
-                if keep_rows and len(indices):
-                    labels = np.full(len(indices), -1, np.int64)
-                    if collect_labels:
-                        labels = _labels_array(_batch_labels(item.batch, number), number,
-                                               item.keep.size)[item.keep]
-                    if probe_features == "first_view":
-                        features = item.views[:, 0, :]
-                    elif probe_features == "view_mean":
-                        features = item.views.astype(np.float64).mean(axis=1).astype(np.float32)
-                    else:
-                        features = np.zeros((len(indices), 0), np.float32)
-                    kept.add(indices.astype(np.int64), np.ascontiguousarray(features, np.float32), labels)
-                n_batches += 1
-                digest = None if hasher is None else hasher.hexdigest()
-                updating = False
-                if path is not None and n_batches % checkpoint_every == 0:
-                    save()
-        except BaseException:
-            if path is not None and fingerprint is not None and not updating and n_batches > skip:
-                save()
-            raise
-        if path is not None and fingerprint is not None and n_batches >= skip:
-            save(complete=True)
+        stream.run(loader, update=update, save=save, image_indices=image_indices)
         extract_time = time.perf_counter() - start
 
     d = next((s.n_features for s in statistics if s.n_features is not None), None)
