@@ -22,7 +22,7 @@ import numpy as np
 from scipy import linalg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_time, machine, synthetic_views  # noqa: E402
+from _common import best_time, machine, synthetic_views, write_results_table  # noqa: E402
 
 from skicr import InvariantResidualDecomposer  # noqa: E402
 from skicr.metrics import mean_invariant_snr  # noqa: E402
@@ -97,17 +97,11 @@ def main():
         bench_vs_gram(10000, 4, 512, rows)
         bench_trace_vs_eigh(2048, rows)
         bench_streaming([50000, 100000, 200000], 4, 256, 2000, rows)
-    lines = [
+    header = [
         f"Machine: {machine()}",
         f"Command: `python benchmarks/bench_core.py{' --quick' if args.quick else ''}`",
-        "",
-        "| benchmark | size | skicr | reference | ratio | goal |",
-        "|---|---|---|---|---|---|",
-    ] + ["| " + " | ".join(row) + " |" for row in rows]
-    text = "\n".join(lines)
-    print(text)
-    if not args.quick:
-        Path(__file__).with_name("results").joinpath("core.md").write_text(text + "\n")
+    ]
+    write_results_table(header, rows, "core.md", quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from scipy import linalg
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, machine, synthetic_views  # noqa: E402
+from _common import alternate, machine, synthetic_views, write_results_table  # noqa: E402
 
 from skicr import InvariantResidualDecomposer  # noqa: E402
 
@@ -99,21 +99,15 @@ def main():
         rows.append(("agreement with the exact two-pass path", size,
                      f"eigenvalues {r['eig_error']:.1e}, ICR {r['icr_error']:.1e}", "-", "relative",
                      "<= 1e-12"))
-    lines = [
+    header = [
         f"Machine: {machine()}; load average {load_start:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end (2 cores shared with other work)",
         f"Command: `python benchmarks/bench_fit.py{' --quick' if args.quick else ''}`"
         f" (the fit and the GEMM timed alternately, best of {repeat}; BLAS threads set per row; "
         "with 2 BLAS threads the GEMM uses both and the fit follows skicr's rule, one BLAS thread "
         "below 1024 columns; LDA timed once)",
-        "",
-        "| benchmark | size | skicr | reference | ratio | goal |",
-        "|---|---|---|---|---|---|",
-    ] + ["| " + " | ".join(row) + " |" for row in rows]
-    text = "\n".join(lines)
-    print(text)
-    if not args.quick:
-        Path(__file__).with_name("results").joinpath("fit.md").write_text(text + "\n")
+    ]
+    write_results_table(header, rows, "fit.md", quick=args.quick)
 
 
 if __name__ == "__main__":

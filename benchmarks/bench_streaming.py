@@ -18,7 +18,6 @@ with 2 gloo processes (``DistributedSampler``, one torch thread each) on this
 machine. Recorded, no target: the machine is shared with other work.
 """
 
-import argparse
 import json
 import os
 import pickle
@@ -34,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))  # this checkout's skicr, also in the spawned workers
-from _common import machine  # noqa: E402
+from _common import memory_benchmark_arguments, report_heading  # noqa: E402
 
 BATCH = 64
 N_VIEWS = 4
@@ -196,25 +195,16 @@ def measure_processes(n_images, repeat):
 
 # ---------------------------------------------------------------------- main
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--memory-worker", nargs=2, metavar=("PATH", "N"))
-    args = parser.parse_args()
-    if args.memory_worker:
-        memory_worker(args.memory_worker[0], int(args.memory_worker[1]))
+    args = memory_benchmark_arguments(__doc__.splitlines()[0], memory_worker)
+    if args is None:
         return
-
-    import torch
 
     sizes = [256, 512] if args.quick else [512, 2048, 8192, 16384]
     n_parallel, repeat = (256, 1) if args.quick else (2048, 3)
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     lines = [
-        "# Streaming and multi-process fits",
-        "",
-        f"Machine: {machine()}, torch {torch.__version__}",
-        f"Command: `python benchmarks/bench_streaming.py{' --quick' if args.quick else ''}`",
+        *report_heading("Streaming and multi-process fits", "bench_streaming.py", args.quick),
         "",
         f"Shipped `digits` model (`skicr.models.load_pretrained(\"digits\")`), layer `mid` (d = 96), "
         f"mean pooling, {N_VIEWS} views, sigma 0.3, {BATCH} images per batch, 1 torch thread; "

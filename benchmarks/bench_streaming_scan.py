@@ -29,7 +29,6 @@ array) is measured the same way at the smaller N.
 slower rank. Recorded, no target: the machine is shared with other work.
 """
 
-import argparse
 import json
 import os
 import pickle
@@ -46,7 +45,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))  # this checkout's skicr, also in the spawned workers
-from _common import machine  # noqa: E402
+from _common import memory_benchmark_arguments, report_heading  # noqa: E402
 
 BLOCK = 100
 IMAGE_SIZE = 16
@@ -249,15 +248,9 @@ def measure_processes(n_images):
 
 # ---------------------------------------------------------------------- main
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--memory-worker", nargs=2, metavar=("PATH", "N"))
-    args = parser.parse_args()
-    if args.memory_worker:
-        memory_worker(args.memory_worker[0], int(args.memory_worker[1]))
+    args = memory_benchmark_arguments(__doc__.splitlines()[0], memory_worker)
+    if args is None:
         return
-
-    import torch
 
     sizes = [500, 1000] if args.quick else [2500, 5000, 10000, 20000]
     memory_sizes = sizes[:2]
@@ -267,10 +260,7 @@ def main():
     load_before = os.getloadavg()[0]
     results = {"memory": {}, "in_memory": {}}
     lines = [
-        "# Streaming noise-level scan",
-        "",
-        f"Machine: {machine()}, torch {torch.__version__}",
-        f"Command: `python benchmarks/bench_streaming_scan.py{' --quick' if args.quick else ''}`",
+        *report_heading("Streaming noise-level scan", "bench_streaming_scan.py", args.quick),
         "",
         f"Shapes images (`make_shapes_images`, RGB {IMAGE_SIZE}x{IMAGE_SIZE}) made in blocks of "
         f"{BLOCK} with new seeds as the loader reads them; a randomly initialised 3-channel "

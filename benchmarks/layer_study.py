@@ -43,6 +43,9 @@ from noise_level_study import (  # noqa: E402  the noise-level study's zoo, spli
     SEED,
     SIGMAS,
     load_data,
+    load_model,
+    study_extractor,
+    study_models,
     vp_timesteps,
 )
 
@@ -102,12 +105,8 @@ def architecture_layers(metadata):
 
 def extract_model(name, *, n_images=N_IMAGES, sigmas=SIGMAS, cache_dir=CACHE):
     """Mean-pooled views of every candidate layer at every sigma, one pass per sigma (cached)."""
-    from skicr import FeatureExtractor
-    from skicr.models import load_checkpoint
-
-    spec = MODELS[name]
+    spec, backbone, metadata = load_model(name)
     path = cache_dir / f"{name}-{n_images}-{len(sigmas)}.npz"
-    backbone, metadata = load_checkpoint(spec["file"], return_metadata=True)
     layers = architecture_layers(metadata)
     if path.is_file():
         data = np.load(path)
@@ -118,9 +117,8 @@ def extract_model(name, *, n_images=N_IMAGES, sigmas=SIGMAS, cache_dir=CACHE):
     cache, timing = {}, []
     for i, sigma in enumerate(sigmas):
         start = time.perf_counter()
-        extractor = FeatureExtractor(backbone, layer=layers[0], sigma=float(sigma),
-                                     n_views=N_VIEWS, augment="default", pooling="mean",
-                                     batch_size=200, random_state=SEED + i).fit(images[:2])
+        extractor = study_extractor(backbone, sigma, SEED + i, pooling="mean",
+                                    layer=layers[0]).fit(images[:2])
         views = extractor.transform_layer_views(images, layers)
         cache[float(sigma)] = {layer: np.asarray(v, dtype=np.float32) for layer, v in views.items()}
         timing.append(time.perf_counter() - start)
@@ -305,15 +303,7 @@ def main(argv=None):
                                out_dir=out, cache_dir=out / "cache", few_labels=(1, 2),
                                seeds=(0,), joint_seeds=(0,), posthoc_seeds=(0, 1))
             return 0
-        names = []
-        if args.models:
-            names = args.models.split(",")
-        elif args.split:
-            names = [n for n, s in MODELS.items() if s["split"] == args.split]
-        for name in names:
-            if not MODELS[name]["file"].is_file():
-                print(f"skip {name}: no weights at {MODELS[name]['file']}", flush=True)
-                continue
+        for name in study_models(args.models, args.split):  # --split is dev or heldout here
             if args.few_labels:
                 run_few_labels(name, stage=args.few_labels)
             else:

@@ -96,19 +96,54 @@ def load_data(name, n_images, seed=SEED):
     return images[rows], y[rows]
 
 
-def extract_views(backbone, images, sigma, seed):
-    """Full feature maps of the default layer, flattened: (n, V, D), plus the map shape."""
+def load_model(name):
+    """The zoo model ``name``: its entry of MODELS, its backbone and the checkpoint's metadata.
+
+    The one loader of the zoo studies (this one and benchmarks/layer_study.py).
+    """
+    from skicr.models import load_checkpoint
+
+    spec = MODELS[name]
+    backbone, metadata = load_checkpoint(spec["file"], return_metadata=True)
+    return spec, backbone, metadata
+
+
+def study_models(models=None, split=None):
+    """The zoo models a study's command line names, those whose weights are on disk.
+
+    ``models``: comma-separated names; else every model of ``split`` (``"all"``:
+    every split); else none. A model without weights is skipped with a note.
+    """
+    if models:
+        names = models.split(",")
+    elif split:
+        names = [n for n, s in MODELS.items() if split in ("all", s["split"])]
+    else:
+        names = []
+    for name in names:
+        if not MODELS[name]["file"].is_file():
+            print(f"skip {name}: no weights at {MODELS[name]['file']}", flush=True)
+            continue
+        yield name
+
+
+def study_extractor(backbone, sigma, seed, *, pooling, layer=None):
+    """The zoo studies' views of a model at one sigma: N_VIEWS default-augmented views, seeded."""
     from skicr import FeatureExtractor
 
+    return FeatureExtractor(backbone, layer=layer, sigma=float(sigma), n_views=N_VIEWS,
+                            augment="default", pooling=pooling, batch_size=200, random_state=seed)
+
+
+def extract_views(backbone, images, sigma, seed):
+    """Full feature maps of the default layer, flattened: (n, V, D), plus the map shape."""
     captured = {}
 
     def flatten(features):
         captured["shape"] = tuple(features.shape[1:])
         return features.flatten(1)
 
-    extractor = FeatureExtractor(backbone, sigma=float(sigma), n_views=N_VIEWS,
-                                 augment="default", pooling=flatten, batch_size=200,
-                                 random_state=seed)
+    extractor = study_extractor(backbone, sigma, seed, pooling=flatten)
     views = extractor.fit(images).transform_views(images)
     return np.asarray(views, dtype=np.float32), captured["shape"]
 
@@ -163,10 +198,7 @@ def vp_timesteps(backbone, sigmas):
 
 def run_model(name, *, n_images=N_IMAGES, sigmas=SIGMAS, out_dir=RESULTS):
     """Extract and score one model over the grid; writes <out_dir>/<name>.json."""
-    from skicr.models import load_checkpoint
-
-    spec = MODELS[name]
-    backbone, metadata = load_checkpoint(spec["file"], return_metadata=True)
+    spec, backbone, metadata = load_model(name)
     images, y = load_data(spec["data"], n_images)
     folds = [(tr, te) for tr, te in StratifiedKFold(N_FOLDS, shuffle=True, random_state=SEED)
              .split(np.zeros(len(y)), y)]
@@ -393,15 +425,7 @@ def main(argv=None):
             result, _ = analyse(out)
             print("quick winner on dev:", result["winner"])
             return 0
-        names = []
-        if args.models:
-            names = args.models.split(",")
-        elif args.split:
-            names = [n for n, s in MODELS.items() if args.split in ("all", s["split"])]
-        for name in names:
-            if not MODELS[name]["file"].is_file():
-                print(f"skip {name}: no weights at {MODELS[name]['file']}", flush=True)
-                continue
+        for name in study_models(args.models, args.split):
             run_model(name)
         if args.analyse:
             from noise_level_report import write_report  # benchmarks/noise_level_report.py
