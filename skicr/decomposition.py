@@ -498,12 +498,13 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
         covariances keeps a comparison of shrinkage choices fair (an
         estimator does not get to regularise the data it is judged on). With
         ``covariance_estimator=None`` and the training data, this is ``-icr_``.
-        In the dual form (``solver_ == "dual"``) each degenerate eigenspace of
-        the training problem, among them the directions outside the span of
-        the training rows, is scored as one block by its ratio of traces, so
-        that the score depends on no arbitrary basis (see
-        :ref:`the user guide <dual-form>`). Greater is better, as sklearn
-        expects.
+        Each degenerate eigenspace of the training problem (a repeated
+        eigenvalue: the eigenvalue 0 when the training images are no more
+        than the features, and in the dual form (``solver_ == "dual"``) the
+        directions outside the span of the training rows) is scored as one
+        block by its ratio of traces, so that the score depends on no
+        arbitrary basis (see :ref:`the user guide <heldout-icr>`). Greater is
+        better, as sklearn expects.
 
         Parameters
         ----------
@@ -523,8 +524,8 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
             if self.solver_ == "dual":
                 return -dual_heldout_icr(self._dual, views, tau=self.tau, tau_mode=self.tau_mode)
             return -heldout_icr(
-                self._directions, views, tau=self.tau, tau_mode=self.tau_mode,
-                covariance_estimator=None, bias_correction=self.bias_correction,
+                self._directions, views, eigenvalues=self.eigenvalues_, tau=self.tau,
+                tau_mode=self.tau_mode, covariance_estimator=None, bias_correction=self.bias_correction,
             )
 
     def score_statistics(self, statistics):
@@ -584,8 +585,8 @@ class InvariantResidualDecomposer(ClassNamePrefixFeaturesOutMixin, TransformerMi
             )
         with blas_threads(statistics.n_features):
             return -heldout_icr_from_statistics(
-                self._directions, statistics, tau=self.tau, tau_mode=self.tau_mode,
-                bias_correction=self.bias_correction,
+                self._directions, statistics, eigenvalues=self.eigenvalues_, tau=self.tau,
+                tau_mode=self.tau_mode, bias_correction=self.bias_correction,
             )
 
     def __sklearn_tags__(self):

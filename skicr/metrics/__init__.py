@@ -31,6 +31,8 @@ from ._layers import heldout_spectrum, invariant_dimensions, invariant_effective
 from ._spectrum import (
     FeatureScaleWarning,
     SingularResidualWarning,
+    eigenspace_groups,
+    eigenspace_snr,
     generalized_spectrum,
     heldout_eigenvalues,
     icr_from_eigenvalues,
@@ -60,6 +62,8 @@ __all__ = [
     "dual_heldout_icr",
     "dual_mean_invariant_snr",
     "effective_rank",
+    "eigenspace_groups",
+    "eigenspace_snr",
     "estimate_covariances",
     "generalized_spectrum",
     "heldout_eigenvalues",

@@ -39,18 +39,13 @@ from scipy.linalg import blas
 
 from .._utils.interrupts import interruptible_if
 from ._covariance import is_streaming_estimator, shrinkage_coefficient
-from ._spectrum import singular_ridge, tau_from_trace
+from ._spectrum import eigenspace_snr, singular_ridge, tau_from_trace
 from ._statistics import _working_scale, data_scale, residual_contrast_rows
 
 __all__ = [
-    "DualDecomposition", "dual_decompose", "dual_heldout_icr", "dual_mean_invariant_snr",
-    "eigenspace_groups", "gram_blocks",
+    "DualDecomposition", "dual_decompose", "dual_heldout_icr", "dual_mean_invariant_snr", "gram_blocks",
 ]
 
-# eigenvalues closer than this (relative to the largest) are one eigenspace
-EIGENSPACE_RTOL = 1e-8
-# held-out SNR of a direction with invariant variance and no residual at all
-_JITTER = 1e-10
 # an absolute ridge in normalised units is capped here (the primal path's cap)
 _LARGEST_RIDGE = 1e300
 
@@ -475,28 +470,6 @@ def _mean_view(views, normalisation, chunk_bytes):
         return mean * normalisation.scale
 
 
-def eigenspace_groups(eigenvalues, rtol=EIGENSPACE_RTOL):
-    """Start and stop of each run of (numerically) equal eigenvalues, sorted descending.
-
-    Parameters
-    ----------
-    eigenvalues : ndarray of shape (k,)
-        Descending.
-    rtol : float, default=EIGENSPACE_RTOL
-        Eigenvalues closer than ``rtol`` times the largest one are one eigenspace.
-
-    Returns
-    -------
-    groups : list of (start, stop)
-    """
-    if len(eigenvalues) == 0:
-        return []
-    tol = rtol * max(float(eigenvalues[0]), np.finfo(np.float64).tiny)
-    cuts = np.flatnonzero(-np.diff(eigenvalues) > tol) + 1
-    bounds = [0, *cuts.tolist(), len(eigenvalues)]
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
 def dual_heldout_icr(decomposition, views, *, tau=1e-3, tau_mode="relative", chunk_bytes=CHUNK_BYTES):
     """Held-out ICR of new views for a :class:`DualDecomposition`, never forming ``d x d``.
 
@@ -562,26 +535,16 @@ def dual_heldout_icr(decomposition, views, *, tau=1e-3, tau_mode="relative", chu
     vectors = decomposition.span_vectors  # directions w_i = Q a_i
     signal = np.sum((y_m @ vectors) ** 2, axis=0) / (n_images - 1)
     noise = np.sum((y_r @ vectors) ** 2, axis=0) / n_rows + tau_abs * np.sum(vectors**2, axis=0)
-    # (eigenvalue, dim, signal trace, noise trace) of each eigenspace
-    blocks = [[decomposition.span_eigenvalues[a], b - a, signal[a:b].sum(), noise[a:b].sum()]
-              for a, b in eigenspace_groups(decomposition.span_eigenvalues)]
+    eigenvalues, dims = decomposition.span_eigenvalues, np.ones(rank)
     if d > rank:
-        # outside the span: B = c I, so W = (orthonormal basis) / sqrt(c)
+        # outside the span: B = c I, so W = (orthonormal basis) / sqrt(c); the d - rank
+        # directions share one eigenvalue and enter as one entry holding their traces
         c = decomposition.complement_scale
         outside_s = max(norm_m2 - float(np.sum(y_m**2)), 0.0) / (n_images - 1) / c
         outside_xi = (max(norm_r2 - float(np.sum(y_r**2)), 0.0) / n_rows + tau_abs * (d - rank)) / c
-        top = max(decomposition.span_eigenvalues[0] if rank else 0.0, decomposition.complement_eigenvalue)
-        same = [blk for blk in blocks
-                if abs(blk[0] - decomposition.complement_eigenvalue) <= EIGENSPACE_RTOL * max(top, np.finfo(float).tiny)]
-        if same:
-            same[0][1:] = [same[0][1] + d - rank, same[0][2] + outside_s, same[0][3] + outside_xi]
-        else:
-            blocks.append([decomposition.complement_eigenvalue, d - rank, outside_s, outside_xi])
-    tiny = np.finfo(np.float64).tiny
-    total = 0.0
-    for _, dim, signal_trace, noise_trace in blocks:
-        if noise_trace > tiny:
-            total += dim * max(signal_trace, 0.0) / noise_trace
-        elif signal_trace > tiny:  # no residual at all: perfectly invariant
-            total += dim / _JITTER
-    return float(1.0 / (1.0 + total / d))
+        eigenvalues = np.append(eigenvalues, decomposition.complement_eigenvalue)
+        order = np.argsort(-eigenvalues, kind="stable")
+        eigenvalues, dims = eigenvalues[order], np.append(dims, d - rank)[order]
+        signal, noise = np.append(signal, outside_s)[order], np.append(noise, outside_xi)[order]
+    snr = eigenspace_snr(eigenvalues, signal, noise)
+    return float(1.0 / (1.0 + float(np.dot(dims, snr)) / d))

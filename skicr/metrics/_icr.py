@@ -16,13 +16,15 @@ from ._covariance import (
 )
 from ._dual import dual_mean_invariant_snr
 from ._spectrum import (
+    _check_training_eigenvalues,
+    _normalised_directions,
     generalized_spectrum,
     heldout_eigenvalues,
     icr_from_eigenvalues,
     mean_invariant_snr,
     resolve_tau,
 )
-from ._statistics import GroupedViewStatistics, data_scale
+from ._statistics import GroupedViewStatistics
 from .._utils.threads import one_blas_thread
 from ._validation import check_grouped_views
 
@@ -286,13 +288,15 @@ def decompose(
 
 
 @validate_params(
-    {"directions": ["array-like"], "views": ["array-like"], **_COVARIANCE_PARAMETERS},
+    {"directions": ["array-like"], "views": ["array-like"], "eigenvalues": ["array-like", None],
+     **_COVARIANCE_PARAMETERS},
     prefer_skip_nested_validation=True,
 )
 def heldout_icr(
     directions,
     views,
     *,
+    eigenvalues=None,
     tau=1e-3,
     tau_mode="relative",
     covariance_estimator=None,
@@ -300,12 +304,26 @@ def heldout_icr(
 ):
     """ICR of new views along fixed (training) Fisher directions.
 
+    ``1 / (1 + mean(lambda'))`` with ``lambda'`` the held-out SNRs of
+    :func:`heldout_eigenvalues`. Give the training ``eigenvalues`` whenever
+    the training spectrum may be degenerate (fewer training images than
+    features, a repeated eigenvalue): each degenerate eigenspace is then
+    scored by its ratio of traces (:func:`eigenspace_snr`), so the value does
+    not depend on the basis the eigensolver picked inside it (which changes
+    with BLAS threads and round-off); on a simple spectrum it is the
+    direction-by-direction value (:ref:`heldout-icr`).
+
     Parameters
     ----------
     directions : ndarray of shape (k, d)
         Fisher directions, one per row.
     views : ndarray of shape (n_images, n_views, d)
         Held-out views (validated).
+    eigenvalues : array-like of shape (k,) or None, default=None
+        The training eigenvalues of ``directions``, descending, with the
+        directions as :func:`decompose` returns them (normalised by the
+        training ``Sigma_xi + tau I``) and every eigenspace whole (e.g. all
+        ``d`` directions). None scores each direction on its own.
     tau : float, default=1e-3
         Ridge on the held-out Sigma_xi, as in :func:`decompose`.
     tau_mode : {"relative", "absolute"}, default="relative"
@@ -332,6 +350,14 @@ def heldout_icr(
     >>> icr = heldout_icr(directions, test)
     >>> bool(0 < icr < 1)
     True
+
+    Fewer training images than features: the eigenvalue 0 is degenerate, and
+    the training eigenvalues make the score basis-independent.
+
+    >>> fit = decompose(accumulate(views[:6]))
+    >>> icr = heldout_icr(fit.directions, test, eigenvalues=fit.eigenvalues)
+    >>> bool(0 < icr < 1)
+    True
     """
     directions = np.asarray(directions, dtype=np.float64)
     views = check_grouped_views(views, min_images=2)
@@ -343,32 +369,31 @@ def heldout_icr(
     stats = accumulate(views, GroupedViewStatistics(fourth_moments=needs_fourth_moments(covariance_estimator)))
     needs_rows = not is_streaming_estimator(covariance_estimator)
     return _heldout_icr_of_statistics(
-        directions, stats, tau=tau, tau_mode=tau_mode, covariance_estimator=covariance_estimator,
-        bias_correction=bias_correction, views=views if needs_rows else None,
+        directions, stats, eigenvalues=eigenvalues, tau=tau, tau_mode=tau_mode,
+        covariance_estimator=covariance_estimator, bias_correction=bias_correction,
+        views=views if needs_rows else None,
     )
 
 
-def _heldout_icr_of_statistics(directions, stats, *, tau, tau_mode, covariance_estimator,
+def _heldout_icr_of_statistics(directions, stats, *, eigenvalues, tau, tau_mode, covariance_estimator,
                                bias_correction, views=None):
     """The held-out ICR of :func:`heldout_icr` from the held-out views' statistics."""
+    eigenvalues = _check_training_eigenvalues(eigenvalues, directions.shape[0])
     cov_s, cov_xi, _ = normalised_covariances(
         stats, covariance_estimator, bias_correction=bias_correction, views=views,
     )
     tau_n = _normalised_tau(cov_xi, tau, tau_mode, stats.scale)
-    # the SNR along a direction does not depend on its length: unit rows keep
-    # directions of features of any magnitude representable
-    norms = np.linalg.norm(directions / data_scale(directions), axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit = np.where(norms > 0, (directions / data_scale(directions)) / norms, 0.0)
-    return icr_from_eigenvalues(heldout_eigenvalues(unit, cov_s, cov_xi, tau_n))
+    # rescaled rows keep directions of features of any magnitude representable
+    unit = _normalised_directions(directions, eigenvalues)
+    return icr_from_eigenvalues(heldout_eigenvalues(unit, cov_s, cov_xi, tau_n, eigenvalues=eigenvalues))
 
 
 @validate_params(
-    {"directions": ["array-like"], "statistics": [GroupedViewStatistics],
+    {"directions": ["array-like"], "statistics": [GroupedViewStatistics], "eigenvalues": ["array-like", None],
      **{k: v for k, v in _COVARIANCE_PARAMETERS.items() if k != "covariance_estimator"}},
     prefer_skip_nested_validation=True,
 )
-def heldout_icr_from_statistics(directions, statistics, *, tau=1e-3, tau_mode="relative",
+def heldout_icr_from_statistics(directions, statistics, *, eigenvalues=None, tau=1e-3, tau_mode="relative",
                                 bias_correction=False):
     """:func:`heldout_icr` from the held-out views' statistics, without the views.
 
@@ -385,6 +410,8 @@ def heldout_icr_from_statistics(directions, statistics, *, tau=1e-3, tau_mode="r
         Fisher directions, one per row (e.g. the training decomposition's).
     statistics : GroupedViewStatistics
         Statistics of the held-out views (at least 2 images).
+    eigenvalues : array-like of shape (k,) or None, default=None
+        The training eigenvalues of ``directions``; see :func:`heldout_icr`.
     tau : float, default=1e-3
         Ridge on the held-out Sigma_xi, as in :func:`decompose`.
     tau_mode : {"relative", "absolute"}, default="relative"
@@ -421,8 +448,8 @@ def heldout_icr_from_statistics(directions, statistics, *, tau=1e-3, tau_mode="r
             f"{statistics.n_features} features."
         )
     return _heldout_icr_of_statistics(
-        directions, statistics, tau=tau, tau_mode=tau_mode, covariance_estimator=None,
-        bias_correction=bias_correction,
+        directions, statistics, eigenvalues=eigenvalues, tau=tau, tau_mode=tau_mode,
+        covariance_estimator=None, bias_correction=bias_correction,
     )
 
 

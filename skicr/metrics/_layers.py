@@ -18,8 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from ._baselines import effective_rank
 from ._covariance import normalised_covariances
 from ._icr import _normalised_tau, accumulate
-from ._spectrum import heldout_eigenvalues
-from ._statistics import data_scale
+from ._spectrum import _check_training_eigenvalues, _normalised_directions, heldout_eigenvalues
 from ._validation import check_grouped_views
 
 __all__ = ["heldout_spectrum", "invariant_dimensions", "invariant_effective_rank"]
@@ -28,10 +27,12 @@ __all__ = ["heldout_spectrum", "invariant_dimensions", "invariant_effective_rank
 @validate_params(
     {"directions": ["array-like"], "views": ["array-like"],
      "tau": [Interval(Real, 0, None, closed="left")],
-     "tau_mode": [StrOptions({"relative", "absolute"})], "bias_correction": ["boolean"]},
+     "tau_mode": [StrOptions({"relative", "absolute"})], "bias_correction": ["boolean"],
+     "eigenvalues": ["array-like", None]},
     prefer_skip_nested_validation=True,
 )
-def heldout_spectrum(directions, views, *, tau=1e-3, tau_mode="relative", bias_correction=False):
+def heldout_spectrum(directions, views, *, eigenvalues=None, tau=1e-3, tau_mode="relative",
+                     bias_correction=False):
     """Invariant SNR of new views along each of fixed (training) Fisher directions.
 
     ``lambda_i = w_i^T Sigma_s w_i / w_i^T (Sigma_xi + tau I) w_i`` with the
@@ -40,7 +41,11 @@ def heldout_spectrum(directions, views, *, tau=1e-3, tau_mode="relative", bias_c
     its eigenvalues, and ``1 / (1 + mean(lambda))`` is
     :func:`~skicr.metrics.heldout_icr`; with the first ``k`` directions it is
     the held-out ICR of the top-``k`` subspace, whose scale does not depend on
-    the layer's width.
+    the layer's width. With the training ``eigenvalues`` the directions of a
+    degenerate training eigenspace share its pooled value
+    (:func:`~skicr.metrics.eigenspace_snr`), which depends on no arbitrary
+    basis; to score the top ``k`` of them, pass all directions and take the
+    first ``k`` values (a cut through an eigenspace is basis-dependent).
 
     Parameters
     ----------
@@ -49,6 +54,9 @@ def heldout_spectrum(directions, views, *, tau=1e-3, tau_mode="relative", bias_c
         ``components_`` of a fitted :class:`skicr.InvariantResidualDecomposer`).
     views : array-like of shape (n_images, n_views, d)
         Held-out grouped views.
+    eigenvalues : array-like of shape (k,) or None, default=None
+        The training eigenvalues of ``directions`` (descending); see
+        :func:`~skicr.metrics.heldout_icr`. None scores each direction on its own.
     tau : float, default=1e-3
         Ridge on the held-out Sigma_xi, as in :func:`~skicr.metrics.decompose`.
     tau_mode : {"relative", "absolute"}, default="relative"
@@ -88,15 +96,12 @@ def heldout_spectrum(directions, views, *, tau=1e-3, tau_mode="relative", bias_c
             f"directions of shape {directions.shape} do not match views with "
             f"{views.shape[2]} features (expected (k >= 1, {views.shape[2]}))."
         )
+    eigenvalues = _check_training_eigenvalues(eigenvalues, directions.shape[0])
     stats = accumulate(views)
     cov_s, cov_xi, _ = normalised_covariances(stats, None, bias_correction=bias_correction)
     tau_n = _normalised_tau(cov_xi, tau, tau_mode, stats.scale)
-    # the SNR along a direction does not depend on its length
-    scaled = directions / data_scale(directions)
-    norms = np.linalg.norm(scaled, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit = np.where(norms > 0, scaled / norms, 0.0)
-    return np.maximum(heldout_eigenvalues(unit, cov_s, cov_xi, tau_n), 0.0)
+    unit = _normalised_directions(directions, eigenvalues)
+    return np.maximum(heldout_eigenvalues(unit, cov_s, cov_xi, tau_n, eigenvalues=eigenvalues), 0.0)
 
 
 @validate_params({"eigenvalues": ["array-like"]}, prefer_skip_nested_validation=True)

@@ -17,6 +17,8 @@ from scipy import linalg
 from scipy.linalg import lapack
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
+from ._statistics import data_scale
+
 __all__ = [
     "resolve_tau",
     "regularized_residual",
@@ -24,6 +26,8 @@ __all__ = [
     "icr_from_eigenvalues",
     "mean_invariant_snr",
     "heldout_eigenvalues",
+    "eigenspace_groups",
+    "eigenspace_snr",
     "SingularResidualWarning",
     "FeatureScaleWarning",
     "singular_ridge",
@@ -31,6 +35,8 @@ __all__ = [
 
 # relative size of the jitter added when Sigma_xi + tau I is numerically singular
 _JITTER = 1e-10
+# training eigenvalues closer than this (relative to the largest) are one eigenspace
+EIGENSPACE_RTOL = 1e-8
 # the jitter grows 100-fold per failed try: 12 tries reach 1e14 times the mean
 # variance, far beyond any matrix that can still be factorised
 _MAX_RIDGE_TRIES = 12
@@ -411,15 +417,145 @@ def mean_invariant_snr(covariance_s, covariance_xi, tau_abs=0.0):
     return max(float(trace) / covariance_s.shape[0], 0.0)
 
 
+def eigenspace_groups(eigenvalues, rtol=EIGENSPACE_RTOL):
+    """Start and stop of each run of (numerically) equal eigenvalues, sorted descending.
+
+    Parameters
+    ----------
+    eigenvalues : ndarray of shape (k,)
+        Descending.
+    rtol : float, default=1e-8
+        Neighbours closer than ``rtol`` times the largest eigenvalue are one
+        eigenspace (runs chain: a cluster of close eigenvalues is one group).
+
+    Returns
+    -------
+    groups : list of (start, stop)
+
+    Examples
+    --------
+    >>> from skicr.metrics import eigenspace_groups
+    >>> eigenvalues = [3.0, 1.0, 1.0 - 1e-12, 0.0, 0.0, 0.0]
+    >>> [(int(a), int(b)) for a, b in eigenspace_groups(eigenvalues)]
+    [(0, 1), (1, 3), (3, 6)]
+    """
+    eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
+    if len(eigenvalues) == 0:
+        return []
+    tol = rtol * max(float(eigenvalues[0]), np.finfo(np.float64).tiny)
+    cuts = np.flatnonzero(-np.diff(eigenvalues) > tol) + 1
+    bounds = [0, *cuts.tolist(), len(eigenvalues)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _snr(signal, noise):
+    """``signal / noise`` where a held-out ``noise`` of (numerically) zero means no residual.
+
+    Such a direction is perfectly invariant: its SNR is huge rather than
+    undefined; directions with neither signal nor noise carry nothing.
+    """
+    signal, noise = np.asarray(signal, dtype=np.float64), np.asarray(noise, dtype=np.float64)
+    tiny = np.finfo(np.float64).tiny
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(noise > tiny, signal / np.maximum(noise, tiny),
+                         np.where(signal > tiny, 1.0 / _JITTER, 0.0))
+    return np.clip(ratio, 0.0, None)
+
+
+def eigenspace_snr(eigenvalues, signal, noise):
+    """Held-out SNR of each training direction, pooled over its training eigenspace.
+
+    Every eigenspace ``E`` of the training problem (a run of equal
+    ``eigenvalues``, :func:`eigenspace_groups`) gets one value, the ratio of
+    traces ``tr(W_E^T A W_E) / tr(W_E^T B W_E)`` of the held-out ``A``
+    (``Sigma_s``) and ``B`` (``Sigma_xi + tau I``) along a basis ``W_E`` of
+    ``E`` normalised by the training ``Sigma_xi + tau I``, i.e. the sum of
+    the entries' ``signal`` over the sum of their ``noise``. Any other
+    normalised basis of ``E`` is ``W_E O`` with ``O`` orthogonal and gives the
+    same traces, so the value depends on no choice the eigensolver makes
+    inside a degenerate eigenspace. A simple eigenvalue gives the Rayleigh
+    quotient ``w^T A w / w^T B w`` of its direction.
+
+    The one home of this rule for the primal (:func:`heldout_eigenvalues`)
+    and the dual (:func:`~skicr.metrics.dual_heldout_icr`) held-out scores.
+
+    Parameters
+    ----------
+    eigenvalues : array-like of shape (k,)
+        Training eigenvalues, descending.
+    signal, noise : array-like of shape (k,)
+        Held-out ``w^T A w`` and ``w^T B w`` of each entry (an entry may stand
+        for several directions of one eigenspace: then the sums over them).
+
+    Returns
+    -------
+    snr : ndarray of shape (k,)
+        Per entry, its eigenspace's pooled SNR (non-negative).
+
+    Examples
+    --------
+    >>> from skicr.metrics import eigenspace_snr
+    >>> eigenvalues = [2.0, 0.0, 0.0]          # a simple eigenvalue, then a 2-d eigenspace
+    >>> eigenspace_snr(eigenvalues, [1.0, 0.2, 0.6], [1.0, 1.0, 3.0]).tolist()
+    [1.0, 0.2, 0.2]
+    """
+    signal, noise = np.asarray(signal, dtype=np.float64), np.asarray(noise, dtype=np.float64)
+    snr = np.empty(signal.shape)
+    for start, stop in eigenspace_groups(eigenvalues):
+        snr[start:stop] = _snr(np.sum(signal[start:stop]), np.sum(noise[start:stop]))
+    return snr
+
+
+def _check_training_eigenvalues(eigenvalues, k):
+    """The training eigenvalues of ``k`` directions: finite, descending (or None)."""
+    if eigenvalues is None:
+        return None
+    eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
+    if eigenvalues.shape != (k,) or not np.all(np.isfinite(eigenvalues)):
+        raise ValueError(
+            f"eigenvalues must be {k} finite training eigenvalues, one per direction; got shape "
+            f"{eigenvalues.shape}."
+        )
+    if np.any(np.diff(eigenvalues) > 0):
+        raise ValueError("eigenvalues must be sorted descending, in the order of the directions.")
+    return eigenvalues
+
+
+def _normalised_directions(directions, eigenvalues=None):
+    """Directions rescaled for a representable held-out SNR, without changing it.
+
+    The SNR along a direction does not depend on its length, so each row is
+    made unit; with the training ``eigenvalues`` the rows of one eigenspace
+    share one factor instead (its largest norm), which keeps their relative
+    normalisation (the training ``Sigma_xi + tau I``) that :func:`eigenspace_snr`
+    relies on.
+    """
+    scaled = directions / data_scale(directions)
+    norms = np.linalg.norm(scaled, axis=1)
+    if eigenvalues is not None:
+        for start, stop in eigenspace_groups(eigenvalues):
+            norms[start:stop] = norms[start:stop].max()
+    norms = norms[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, scaled / norms, 0.0)
+
+
 @validate_params(
-    {"directions": ["array-like"], "covariance_s": ["array-like"], "covariance_xi": ["array-like"], "tau_abs": [Interval(Real, 0, None, closed="left")]},
+    {"directions": ["array-like"], "covariance_s": ["array-like"], "covariance_xi": ["array-like"],
+     "tau_abs": [Interval(Real, 0, None, closed="left")], "eigenvalues": ["array-like", None]},
     prefer_skip_nested_validation=True,
 )
-def heldout_eigenvalues(directions, covariance_s, covariance_xi, tau_abs=0.0):
+def heldout_eigenvalues(directions, covariance_s, covariance_xi, tau_abs=0.0, *, eigenvalues=None):
     """Invariant SNRs of new data along fixed Fisher directions.
 
     ``lambda_i = w_i^T Sigma_s w_i / w_i^T (Sigma_xi + tau I) w_i``. With the
     directions fitted on the same data this gives back its eigenvalues.
+    With the training ``eigenvalues``, the directions of a degenerate
+    training eigenspace (a repeated eigenvalue, e.g. the eigenvalue 0 of
+    the ``d - N + 1`` directions without invariant variance when the training
+    data has ``N <= d`` images) all get that eigenspace's pooled ratio of
+    traces (:func:`eigenspace_snr`), which, unlike their separate quotients,
+    does not depend on the basis the eigensolver happened to pick inside it.
 
     Parameters
     ----------
@@ -430,6 +566,14 @@ def heldout_eigenvalues(directions, covariance_s, covariance_xi, tau_abs=0.0):
     covariance_xi : ndarray of shape (d, d)
         Sigma_xi of the held-out data.
     tau_abs : float, default=0.0
+    eigenvalues : array-like of shape (k,) or None, default=None
+        The training eigenvalues of ``directions`` (descending, in their
+        order). Then the rows of each eigenspace must keep the training
+        normalisation (``v^T (Sigma_xi + tau I) v = 1`` or one common multiple
+        of it), as :func:`generalized_spectrum` returns them, and every
+        eigenspace must be whole (pass all directions of an eigenspace, e.g.
+        all ``d``, and take the first ``k`` values afterwards). None scores each
+        direction on its own.
 
     Returns
     -------
@@ -453,13 +597,11 @@ def heldout_eigenvalues(directions, covariance_s, covariance_xi, tau_abs=0.0):
     d = covariance_xi.shape[0]
     if directions.ndim != 2 or directions.shape[1] != d:
         raise ValueError(f"directions of shape {directions.shape} do not match {d} x {d} covariances.")
+    eigenvalues = _check_training_eigenvalues(eigenvalues, directions.shape[0])
     b = covariance_xi.copy()
     b.flat[:: d + 1] += tau_abs
     signal = np.einsum("ij,ij->i", directions @ covariance_s, directions)
     noise = np.einsum("ij,ij->i", directions @ b, directions)
-    # a direction with no residual at all is perfectly invariant: its SNR is
-    # huge rather than undefined; directions with neither carry nothing
-    tiny = np.finfo(np.float64).tiny
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(noise > tiny, signal / np.maximum(noise, tiny), np.where(signal > tiny, 1.0 / _JITTER, 0.0))
-    return np.clip(ratio, 0.0, None)
+    if eigenvalues is None:
+        return _snr(signal, noise)
+    return eigenspace_snr(eigenvalues, signal, noise)

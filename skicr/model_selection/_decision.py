@@ -250,7 +250,7 @@ def select_index(fold_values, rule="best"):
 
 
 def fold_criteria(test_views, train_views=None, directions=None, common_width=COMMON_WIDTH,
-                  layer_criteria=True):
+                  layer_criteria=True, eigenvalues=None):
     """The label-free criteria of one fold (all but the held-out ``"icr"``).
 
     Parameters
@@ -270,6 +270,11 @@ def fold_criteria(test_views, train_views=None, directions=None, common_width=CO
         Also measure the criteria of :data:`LAYER_CRITERIA` (they fit a
         ``d x d`` spectrum on the training views; a single-layer search
         leaves them out).
+    eigenvalues : ndarray of shape (k,) or None
+        The training eigenvalues of ``directions`` (the fold decomposer's
+        ``eigenvalues_``), so that a degenerate training eigenspace is scored
+        by a basis-independent value; None with ``directions`` given scores
+        each direction on its own.
 
     Returns
     -------
@@ -302,7 +307,8 @@ def fold_criteria(test_views, train_views=None, directions=None, common_width=CO
     if train_views is None:
         train_views = test_views
     if directions is None or np.shape(directions)[0] < test_views.shape[2]:
-        directions = decompose(accumulate(train_views)).directions
+        fit = decompose(accumulate(train_views))
+        directions, eigenvalues = fit.directions, fit.eigenvalues
     width = min(common_width, test_views.shape[2])
     if width < test_views.shape[2]:
         # the same k-dimensional subspace for the fold's train and test views
@@ -314,17 +320,19 @@ def fold_criteria(test_views, train_views=None, directions=None, common_width=CO
             return rows.reshape(views.shape[0], views.shape[1], width)
 
         train_low, test_low = project(train_views), project(test_views)
-        icr_pca = heldout_icr(decompose(accumulate(train_low)).directions, test_low)
+        low = decompose(accumulate(train_low))
+        icr_pca = heldout_icr(low.directions, test_low, eigenvalues=low.eigenvalues)
     else:
-        icr_pca = heldout_icr(directions, test_views)
-    top = heldout_spectrum(directions[:width], test_views)
+        icr_pca = heldout_icr(directions, test_views, eigenvalues=eigenvalues)
+    # all directions, then the top ones: a degenerate eigenspace is scored whole
+    top = heldout_spectrum(directions, test_views, eigenvalues=eigenvalues)[:width]
     return {
         **values,
         "icr_top": float(1.0 / (1.0 + top.mean())),
         "icr_pca": float(icr_pca),
         "invariant_rank": float(invariant_effective_rank(test_views)),
         "invariant_dims": float(invariant_dimensions(
-            heldout_spectrum(directions, test_views, bias_correction=True))),
+            heldout_spectrum(directions, test_views, eigenvalues=eigenvalues, bias_correction=True))),
     }
 
 

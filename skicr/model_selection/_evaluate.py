@@ -113,8 +113,11 @@ def _score_views(views, y, decomposer, probe, probe_features, splits, scoring_ca
 
     def label_free(train_views, test_views, fitted_decomposer):
         directions = getattr(fitted_decomposer, "components_", None) if layer_criteria else None
+        eigenvalues = getattr(fitted_decomposer, "eigenvalues_", None)
+        if directions is not None and eigenvalues is not None and len(eigenvalues) != len(directions):
+            eigenvalues = None  # fewer components than features: fold_criteria fits its own
         values = fold_criteria(test_views, train_views, directions, common_width,
-                               layer_criteria=layer_criteria)
+                               layer_criteria=layer_criteria, eigenvalues=eigenvalues)
         for name in criteria:
             result[name].append(values[name])
         if scoring_callable is not None:

@@ -104,14 +104,6 @@ def score_fold_statistics(statistics, decomposer, probe=None, features=None, lab
                 "values differ (both are valid; use more images or views for agreement).",
                 UserWarning, stacklevel=4,
             )
-        elif k == 0 and train.n_images <= train.n_features:
-            warnings.warn(
-                f"a fold has {train.n_images} training images for {train.n_features} features: "
-                "its Sigma_s is rank-deficient, the Fisher directions in its null space are an "
-                "arbitrary basis, and the held-out ICR along them depends on round-off (here and "
-                "in NoiseLevelSelector alike); use more than d + 1 training images per fold.",
-                UserWarning, stacklevel=4,
-            )
         fitted = clone(decomposer).fit_statistics(train)
         result["fit_time"].append(time.perf_counter() - start)
         start = time.perf_counter()
