@@ -18,6 +18,7 @@ benchmarks/layer_study_report.py) reads only those files::
     python benchmarks/layer_study.py --split heldout --few-labels layer
     python benchmarks/layer_study.py --split dev --few-labels joint   # fewlabel_joint, last
     python benchmarks/layer_study.py --split dev --few-labels joint-posthoc  # post-hoc: 5 draws
+    python benchmarks/layer_study.py --split dev --posthoc-tau 0.01  # post-hoc: today's ridge
     python benchmarks/layer_study_report.py             # tables + figures from the JSON
     python benchmarks/layer_study.py --quick            # smoke test (tiny, to /tmp)
 """
@@ -278,6 +279,32 @@ def run_few_labels(name, *, stage="layer", n_images=N_IMAGES, sigmas=SIGMAS, out
     return record
 
 
+#: POST-HOC (session 3, not pre-registered): the label-free columns rescored at the decomposer
+#: ridge that is now the selector's default (the study ran at tau = 1e-3), on the same cache,
+#: folds and views; the probe columns are the stored ones (the probe does not see the ridge)
+POSTHOC_TAU_RESULTS = ROOT / "benchmarks" / "results" / "layer_study_posthoc_tau"
+
+
+def run_posthoc_tau(name, tau, *, out_dir=POSTHOC_TAU_RESULTS, cache_dir=CACHE):
+    """Every label-free criterion of every cell of a scored model at decomposer ridge ``tau``
+    (no probe), to <out_dir>/<name>.json."""
+    from skicr import InvariantResidualDecomposer
+
+    record = json.loads((RESULTS / f"{name}.json").read_text())
+    cache, _, _, layers, _ = extract_model(name, cache_dir=cache_dir)
+    _, y = load_data(MODELS[name]["data"], N_IMAGES)
+    start = time.perf_counter()
+    selector = run_selector(cache, layers, np.asarray(record["sigmas"]), y,
+                            decomposer=InvariantResidualDecomposer(tau=tau))
+    seconds = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(
+        {"model": name, "split": record["split"], "tau": tau, "score_seconds": seconds,
+         "note": "post-hoc, not pre-registered", "cv_results": _jsonable(selector.cv_results_)},
+        indent=0))
+    print(f"{name}: rescored at tau={tau:g} in {seconds:.0f}s", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=["dev", "heldout"], default=None)
@@ -288,6 +315,9 @@ def main(argv=None):
                              "fewlabel_layer (every k and draw), fewlabel_joint (one draw, "
                              "pre-registered) or joint-posthoc (fewlabel_joint over 5 draws, "
                              "post-hoc)")
+    parser.add_argument("--posthoc-tau", type=float, default=None,
+                        help="post-hoc: rescore the label-free criteria of scored models at "
+                             "this decomposer ridge (no probe)")
     parser.add_argument("--analyse", action="store_true")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: the shipped model, 3 sigmas, 80 images, to /tmp")
@@ -304,7 +334,9 @@ def main(argv=None):
                                seeds=(0,), joint_seeds=(0,), posthoc_seeds=(0, 1))
             return 0
         for name in study_models(args.models, args.split):  # --split is dev or heldout here
-            if args.few_labels:
+            if args.posthoc_tau is not None:
+                run_posthoc_tau(name, args.posthoc_tau)
+            elif args.few_labels:
                 run_few_labels(name, stage=args.few_labels)
             else:
                 run_model(name)
