@@ -307,6 +307,7 @@ def _scan_worker(rank, world_size, port, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes, each importing torch (22 s at a load of 3, 18 s of CPU)
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_two_process_scan_equals_one_process(tmp_path):
     mp.spawn(_scan_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
@@ -322,6 +323,34 @@ def test_two_process_scan_equals_one_process(tmp_path):
     # each rank checkpointed its own shard (21 images: 11 + 10, the padding duplicate dropped)
     shards = [torch.load(tmp_path / "ckpt" / f"sigma-000.rank{r}.pt", weights_only=True) for r in range(2)]
     assert [sum(s["n_images"] for s in shard["statistics"]) for shard in shards] == [11, 10]
+
+
+def test_distributed_shards_summed_are_the_one_process_fold_statistics():
+    # in one process, what the two-process test checks across processes: each rank's
+    # DistributedSampler shard (numbered by dataset index, the padding duplicate dropped),
+    # summed fold by fold, is the single process's statistics
+    from torch.utils.data.distributed import DistributedSampler
+
+    images, _ = _small_data()
+    dataset = torch.from_numpy(images)
+    folds = np.arange(len(images)) % 3
+    single = fold_statistics_from_loader(_extractor(batch_size=1, random_state=0),
+                                         DataLoader(dataset, batch_size=6), folds)
+    shards = [
+        fold_statistics_from_loader(
+            _extractor(batch_size=1, random_state=0),
+            DataLoader(dataset, batch_size=6,
+                       sampler=DistributedSampler(dataset, num_replicas=2, rank=rank, shuffle=False)),
+            folds, distributed=False,
+        )
+        for rank in range(2)
+    ]
+    assert [sum(s.n_images for s in shard.statistics) for shard in shards] == [11, 10]
+    for k, expected in enumerate(single.statistics):
+        summed = shards[0].statistics[k].copy().merge(shards[1].statistics[k])
+        assert summed.n_images == expected.n_images
+        np.testing.assert_allclose(summed.residual_scatter, expected.residual_scatter, rtol=1e-12)
+        np.testing.assert_allclose(summed.covariance_means(), expected.covariance_means(), rtol=1e-12)
 
 
 def test_images_counted_twice_are_a_clear_error():
