@@ -152,10 +152,12 @@ def ratio_rows():
         for row in rows:
             if row[0] == "cv=5":
                 costs.append((f"selection: cv=5 / cv=1, {label}", number(row[-1]), 1.2))
-    wide = (RESULTS / "wide.md").read_text()
-    found = re.search(r"Scan / reference \(extraction \+ dual ICR x folds\): \*\*([0-9.]+)x\*\*", wide)
-    if found:
-        costs.append(("wide: flatten scan / dual ICR x folds, d = 8192", float(found.group(1)), 3.0))
+    wide = RESULTS / "wide.md"
+    found = re.search(r"Scan / reference \(extraction \+ dual ICR x folds\): \*\*([0-9.]+)x\*\*",
+                      wide.read_text())
+    if found is None:  # as find_table: a results file without its number is an error naming it
+        raise ValueError(f"{wide}: no 'Scan / reference ... **<ratio>x**' line")
+    costs.append(("wide: flatten scan / dual ICR x folds, d = 8192", float(found.group(1)), 3.0))
     header, rows = find_table("threads.md", ["workload", "condition", "measured at"])
     if rows:
         worst = max(number(row[-1]) for row in rows)

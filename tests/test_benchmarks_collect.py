@@ -58,6 +58,7 @@ def test_the_stored_results_give_every_plotted_ratio(collect):
     assert any("LDA" in label for label in labels)
     assert sum("extraction" in label for label in labels) == 2
     assert sum("cv=5 / cv=1" in label for label in labels) == 2
+    assert sum(label.startswith(("fit:", "wide:", "threads:")) for label in labels) == 4
     for _label, measured, goal in speedups + costs:
         assert measured > 0 and goal > 0
 
