@@ -178,3 +178,34 @@ def test_lidar_of_wide_features_takes_the_dual_form_with_the_primal_value(monkey
     assert not calls  # no d x d statistics
     np.testing.assert_allclose(dual, primal, rtol=1e-8)
     np.testing.assert_allclose(lidar(views * 1e6, delta=1e8), primal, rtol=1e-8)  # scale-free
+
+
+@pytest.mark.parametrize("n_views", [1, 2, 4])
+def test_any_number_of_threads_gives_the_same_bits(n_views, small_blocks, monkeypatch):
+    # the batches (the threads' units of work) depend on the data's shape only and
+    # their sums are added in batch order: 1, 2 or 5 threads give identical statistics
+    views = _views(n_images=61, n_views=n_views, seed=4)
+    results = []
+    for workers in (1, 2, 5):
+        monkeypatch.setattr(statistics_module, "statistics_workers", lambda d, rows, w=workers: w)
+        stats = GroupedViewStatistics().update(views)
+        fitted = InvariantResidualDecomposer().fit(views) if n_views > 1 else None
+        results.append((stats, None if fitted is None else fitted.eigenvalues_))
+    first, eigenvalues = results[0]
+    for stats, values in results[1:]:
+        for name in ARRAYS:
+            np.testing.assert_array_equal(getattr(stats, name), getattr(first, name), err_msg=name)
+        for name in SCALARS:
+            assert getattr(stats, name) == getattr(first, name) or np.isnan(getattr(first, name))
+        if n_views > 1:
+            np.testing.assert_array_equal(values, eigenvalues)
+    assert first.n_images == 61
+
+
+def test_threads_fall_back_whole_when_a_later_batch_is_not_finite(small_blocks, monkeypatch):
+    monkeypatch.setattr(statistics_module, "statistics_workers", lambda d, rows: 2)
+    views = _views(n_images=40)
+    views[-1, 0, 0] = np.nan
+    stats = GroupedViewStatistics()
+    assert stats._update_in_blocks(views) is False
+    assert stats.n_images == 0 and stats.scale is None

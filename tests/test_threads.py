@@ -56,3 +56,24 @@ def test_blas_threads_limit_small_matrices_only(defaults_untouched):
     assert outside != {1} or thread_defaults.available_cores() == 1
     with thread_defaults.blas_threads(thread_defaults.SMALL_MATRIX_FEATURES):
         assert _blas_threads() == outside
+
+
+def test_statistics_workers_rule(defaults_untouched, monkeypatch):
+    cores = thread_defaults.available_cores()
+    rows = 40000
+    assert thread_defaults.statistics_workers(512, rows) == cores
+    # small updates and wide matrices (BLAS's own threads) use one thread
+    assert thread_defaults.statistics_workers(64, 8000) == 1
+    assert thread_defaults.statistics_workers(thread_defaults.SMALL_MATRIX_FEATURES, rows) == 1
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert thread_defaults.statistics_workers(512, rows) == 3  # the user's smallest count
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert thread_defaults.statistics_workers(512, rows) == 1
+
+
+def test_statistics_workers_outside_the_main_thread_is_one(defaults_untouched):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(thread_defaults.statistics_workers, 512, 40000).result() == 1

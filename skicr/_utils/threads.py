@@ -11,7 +11,14 @@ with one thread, a decomposer fit at ``d = 64`` 23x slower). So:
 * a network with fewer than :data:`SMALL_NETWORK_PARAMETERS` parameters runs
   with **one torch thread**; larger networks keep torch's default (all cores);
 * matrices with fewer than :data:`SMALL_MATRIX_FEATURES` columns are handled
-  with **one BLAS thread**; wider ones keep the BLAS default (all cores).
+  with **one BLAS thread**; wider ones keep the BLAS default (all cores);
+* the statistics update of such narrow views (the decomposer fit's main cost)
+  runs its batches on all cores, each thread with one BLAS thread
+  (:func:`statistics_workers`), once it has :data:`SMALL_UPDATE_FLOPS`
+  multiply-adds: threads that wait for each other there block instead of
+  spinning, so the update is about as fast as the BLAS threads on free cores
+  and no slower than one thread on shared ones, and its batches (fixed by the
+  data's shape) give the same bits for any number of threads.
 
 An explicit choice always wins: ``--threads`` on the command line, the
 ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS``
@@ -21,6 +28,7 @@ had when skicr was imported).
 """
 
 import os
+import threading
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -28,11 +36,13 @@ import torch
 __all__ = [
     "SMALL_MATRIX_FEATURES",
     "SMALL_NETWORK_PARAMETERS",
+    "SMALL_UPDATE_FLOPS",
     "available_cores",
     "blas_threads",
     "network_threads",
     "one_blas_thread",
     "set_process_threads",
+    "statistics_workers",
     "torch_threads",
     "user_chose_threads",
 ]
@@ -41,6 +51,10 @@ __all__ = [
 # faster on shared ones (benchmarks/bench_threads.py)
 SMALL_NETWORK_PARAMETERS = 5_000_000
 SMALL_MATRIX_FEATURES = 1024
+# below this many multiply-adds (rows x columns^2) a statistics update runs on
+# one thread: at d = 64 and 8000 rows (33M, 6 ms) two threads were 1.26x
+# slower beside two busy processes; at d = 512 and 40000 rows (10G) 1.3x faster
+SMALL_UPDATE_FLOPS = 2**28
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _TORCH_THREADS_AT_IMPORT = torch.get_num_threads()
@@ -128,6 +142,44 @@ def blas_threads(n_features):
     if n_features >= SMALL_MATRIX_FEATURES or user_chose_threads():
         return nullcontext()
     return one_blas_thread()
+
+
+def _chosen_thread_count():
+    """The thread count the user fixed (the smallest one set), or None."""
+    if not user_chose_threads():
+        return None
+    counts = [int(value) for value in (os.environ.get(name, "").strip() for name in _THREAD_VARIABLES)
+              if value.isdigit() and int(value) > 0]
+    return min(counts) if counts else torch.get_num_threads()
+
+
+def statistics_workers(n_features, n_rows):
+    """Threads for the blocked statistics update of ``n_rows`` views of ``n_features`` columns.
+
+    Narrow matrices (below :data:`SMALL_MATRIX_FEATURES` columns) split the
+    update into batches run on this many threads, each with one BLAS thread:
+    all cores, or the count the user fixed (:func:`user_chose_threads`). Wide
+    ones return 1 and leave the cores to the BLAS library's own threads, and
+    so do updates of fewer than :data:`SMALL_UPDATE_FLOPS` (the threads'
+    start and hand-offs would cost more than they save). A call from a thread
+    other than the main one (a joblib threading worker, say) returns 1, so
+    that parallel callers do not multiply threads.
+
+    Parameters
+    ----------
+    n_features : int
+    n_rows : int
+        Views in the update (images times views per image).
+
+    Returns
+    -------
+    workers : int
+    """
+    if (n_features >= SMALL_MATRIX_FEATURES or n_rows * n_features**2 < SMALL_UPDATE_FLOPS
+            or threading.current_thread() is not threading.main_thread()):
+        return 1
+    chosen = _chosen_thread_count()
+    return max(1, chosen if chosen is not None else available_cores())
 
 
 _CONTROLLER = []

@@ -23,12 +23,14 @@ accumulator (again by a power of two) instead of overflowing.
 """
 
 import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
-from scipy.linalg import blas
 
 from .._utils.distributed import collective_device
 from .._utils.interrupts import deferred_interrupts
+from .._utils.threads import one_blas_thread, statistics_workers
 
 __all__ = ["GroupedViewStatistics", "data_scale", "residual_contrast_rows"]
 
@@ -46,6 +48,8 @@ _UNSCALED_RANGE = (2.0**-201, 2.0**200)
 _BLOCK_BYTES = 2**20
 # views per batch of the rank-k updates: enough rows for dsyrk's full speed
 _BATCH_BYTES = 16 * 2**20
+# batches of one update at least (data permitting): the threads' units of work
+_MIN_BATCHES = 4
 # images per chunk of the scaled (two-pass) update, so that its float64
 # temporaries stay near 32 MiB
 _CHUNK_BYTES = 32 * 2**20
@@ -144,9 +148,111 @@ def _image_gram_fourth(rows):
     return float(np.sum(gram * gram))
 
 
-def _full_symmetric(lower):
-    """The symmetric matrix whose lower triangle ``lower`` holds (its upper one is zero)."""
-    return lower + np.tril(lower, -1).T
+class _BatchBuffers:
+    """Work arrays of one batch of the blocked update (one set per thread, reused)."""
+
+    def __init__(self, n_images, n_views, n_features):
+        self.contrasts = np.empty((n_images, n_views - 1, n_features))
+        self.means = np.empty((n_images, n_features))
+        self.mean_scatter = np.zeros((n_features, n_features))
+        self.residual_scatter = np.zeros((n_features, n_features))
+
+
+class _BatchSums:
+    """Power sums of one batch of images."""
+
+    _ARRAYS = ("mean_scatter", "residual_scatter", "mean_sum", "mean_cubic")
+    _SCALARS = ("mean_fourth", "residual_fourth")
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+    def copy(self):
+        """A copy that owns its arrays (a batch's arrays live in reused buffers)."""
+        values = {name: getattr(self, name).copy() for name in self._ARRAYS}
+        values.update({name: getattr(self, name) for name in self._SCALARS + ("largest",)})
+        return _BatchSums(**values)
+
+    def add(self, other):
+        """Add ``other`` in place (the order of additions fixes the rounding)."""
+        for name in self._ARRAYS:
+            getattr(self, name).__iadd__(getattr(other, name))
+        for name in self._SCALARS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.largest = max(self.largest, other.largest)
+        return self
+
+
+def _first_image_mean(views):
+    """The first image's mean, by the operations of :func:`_batch_power_sums` (the shift)."""
+    first = views[:1]
+    n_views = first.shape[1]
+    mean = np.subtract(first[:, 1:, :], first[:, :1, :], dtype=np.float64).sum(axis=1)
+    mean /= n_views
+    mean += first[:, 0, :]
+    return mean[0]
+
+
+def _batch_power_sums(views, block, shift, fourth, buffers):
+    """Power sums of a batch of views about ``shift``; None if a magnitude is unsafe.
+
+    Blocks of ``block`` images are read once each: their largest magnitude,
+    the orthonormal contrasts (the operations of :func:`_image_contrasts`),
+    the image means and the per-image Gram fourth moment are formed while the
+    block is in cache; the batch's two symmetric rank-k updates follow.
+    """
+    m, n_views, d = views.shape
+    contrasts, centred_means = buffers.contrasts[:m], buffers.means[:m]
+    c = (1.0 - 1.0 / np.sqrt(n_views)) / (n_views - 1) if n_views > 1 else 0.0
+    largest = residual_fourth = 0.0
+    for start in range(0, m, block):
+        chunk = views[start:start + block]
+        k = chunk.shape[0]
+        top = max(float(chunk.max()), -float(chunk.min()))
+        if not (top == 0.0 or _UNSCALED_RANGE[0] <= top < _UNSCALED_RANGE[1]):
+            return None  # NaN fails too
+        largest = max(largest, top)
+        y = centred_means[start:start + k]
+        if n_views > 1:
+            rows = contrasts[start:start + k]
+            np.subtract(chunk[:, 1:, :], chunk[:, :1, :], out=rows, dtype=np.float64)
+            total = np.sum(rows, axis=1, out=y)
+            rows -= (c * total)[:, None, :]
+            np.divide(total, n_views, out=y)
+            y += chunk[:, 0, :]
+            if fourth:
+                residual_fourth += _image_gram_fourth(rows)
+        else:
+            y[...] = chunk[:, 0, :]
+        y -= shift
+    y = centred_means
+    # numpy computes ``A.T @ A`` with one symmetric rank-k update (dsyrk) and,
+    # unlike scipy's dsyrk wrapper, releases the GIL, so batches run in parallel
+    residual = buffers.residual_scatter
+    if n_views > 1:
+        flat = contrasts.reshape(m * (n_views - 1), d)
+        np.matmul(flat.T, flat, out=residual)
+    mean_scatter = np.matmul(y.T, y, out=buffers.mean_scatter)
+    if fourth:
+        sq = np.einsum("ij,ij->i", y, y)
+        mean_cubic, mean_fourth = sq @ y, float(sq @ sq)
+    else:
+        mean_cubic, mean_fourth = np.zeros(d), 0.0
+    return _BatchSums(
+        mean_scatter=mean_scatter, residual_scatter=residual, mean_sum=y.sum(axis=0),
+        mean_cubic=mean_cubic, mean_fourth=mean_fourth, residual_fourth=residual_fourth,
+        largest=largest,
+    )
+
+
+@contextmanager
+def _statistics_threads(workers):
+    """A pool of ``workers`` threads with one BLAS thread each (None for one worker)."""
+    if workers <= 1:
+        yield None
+        return
+    with one_blas_thread(), ThreadPoolExecutor(workers, thread_name_prefix="skicr-stats") as pool:
+        yield pool
 
 
 def residual_contrast_rows(views):
@@ -429,78 +535,65 @@ class GroupedViewStatistics:
         :func:`_image_contrasts`), the image means and the per-image Gram
         fourth moment are computed while the block is in cache, into buffers
         of a batch of images whose two symmetric rank-k updates (BLAS
-        ``dsyrk``, one triangle, as many rows as ``X.T @ X`` has) follow. So
+        ``dsyrk``, as many rows as ``X.T @ X`` has) follow. So
         the update costs the flops of one ``X.T @ X`` plus one read of the
         data. Views that need a scale other than 1 (magnitudes beyond
         :data:`_SAFE_MAGNITUDES`, or an accumulator already scaled), or that
         hold NaN or infinite values, return False before any statistic is
         changed; the caller then takes the scaled route
         (:meth:`_update_scaled`).
+
+        Below :data:`~skicr._utils.threads.SMALL_MATRIX_FEATURES` columns the
+        batches run on :func:`~skicr._utils.threads.statistics_workers`
+        threads, each with one BLAS thread, and their sums are added in batch
+        order. The batches depend on the data's shape only, so the result is
+        the same to the last bit for any number of threads; and threads that
+        wait for each other block instead of spinning, so sharing the cores
+        with other processes costs no more than running on one thread.
         """
         if self.scale not in (None, 1.0):
             return False
         n, n_views, d = views.shape
         block = max(1, _BLOCK_BYTES // (8 * n_views * d))
         batch = block * max(1, _BATCH_BYTES // (8 * n_views * d * block))
-        residual = np.zeros((d, d), order="F")  # lower triangle (dsyrk, lower=1)
-        mean_scatter = np.zeros((d, d), order="F")
-        mean_sum, mean_cubic = np.zeros(d), np.zeros(d)
-        mean_fourth = residual_fourth = 0.0
+        # at least _MIN_BATCHES batches where the data has that many blocks, so
+        # that small fits can use more than one core too
+        batch = min(batch, block * max(1, -(-n // (block * _MIN_BATCHES))))
         shift = self.shift if self.n_images else None
-        contrasts = np.empty((min(batch, n), n_views - 1, d))
-        centred_means = np.empty((min(batch, n), d))
-        c = (1.0 - 1.0 / np.sqrt(n_views)) / (n_views - 1) if n_views > 1 else 0.0
+        if shift is None:  # NaN here fails the magnitude check of the first batch
+            shift = _first_image_mean(views)
+        starts = range(0, n, batch)
+        workers = min(statistics_workers(d, n * n_views), len(starts))
+        buffers = [_BatchBuffers(min(batch, n), n_views, d) for _ in range(workers)]
         fourth = self.fourth_moments
-        largest = 0.0
-        for batch_start in range(0, n, batch):
-            batch_views = views[batch_start:batch_start + batch]
-            m = batch_views.shape[0]
-            for start in range(0, m, block):
-                chunk = batch_views[start:start + block]
-                k = chunk.shape[0]
-                top = max(float(chunk.max()), -float(chunk.min()))
-                if not (top == 0.0 or _UNSCALED_RANGE[0] <= top < _UNSCALED_RANGE[1]):
-                    return False  # NaN fails too
-                largest = max(largest, top)
-                y = centred_means[start:start + k]
-                if n_views > 1:
-                    # the operations of _image_contrasts, on the block
-                    rows = contrasts[start:start + k]
-                    np.subtract(chunk[:, 1:, :], chunk[:, :1, :], out=rows, dtype=np.float64)
-                    total = np.sum(rows, axis=1, out=y)
-                    rows -= (c * total)[:, None, :]
-                    np.divide(total, n_views, out=y)
-                    y += chunk[:, 0, :]
-                    if fourth:
-                        residual_fourth += _image_gram_fourth(rows)
+
+        def batch_sums(slot, start):
+            return _batch_power_sums(views[start:start + batch], block, shift, fourth, buffers[slot])
+
+        total = None
+        with _statistics_threads(workers) as pool:
+            for round_start in range(0, len(starts), workers):
+                round_starts = starts[round_start:round_start + workers]
+                if pool is None:
+                    sums = [batch_sums(0, round_starts[0])]
                 else:
-                    y[...] = chunk[:, 0, :]
-                if shift is None:
-                    shift = y[0].copy()
-                y -= shift
-            y = centred_means[:m]
-            if n_views > 1:
-                flat = contrasts[:m].reshape(m * (n_views - 1), d)
-                residual = blas.dsyrk(1.0, flat.T, beta=1.0, c=residual, lower=1, overwrite_c=1)
-            mean_scatter = blas.dsyrk(1.0, y.T, beta=1.0, c=mean_scatter, lower=1, overwrite_c=1)
-            mean_sum += y.sum(axis=0)
-            if fourth:
-                sq = np.einsum("ij,ij->i", y, y)
-                mean_cubic += sq @ y
-                mean_fourth += float(sq @ sq)
-        mean_scatter, residual = _full_symmetric(mean_scatter), _full_symmetric(residual)
+                    sums = list(pool.map(batch_sums, range(len(round_starts)), round_starts))
+                for part in sums:  # in batch order, whatever the number of threads
+                    if part is None:
+                        return False  # NaN or a magnitude beyond the safe range
+                    total = part.copy() if total is None else total.add(part)
         with deferred_interrupts():  # one commit that an interrupt cannot split
             if self.scale is None:
                 self.scale = 1.0
-            self.largest = max(getattr(self, "largest", 0.0), largest)
+            self.largest = max(getattr(self, "largest", 0.0), total.largest)
             if self.n_images == 0:
                 self.shift = shift
-            self.mean_sum += mean_sum
-            self.mean_scatter += mean_scatter
-            self.mean_cubic += mean_cubic
-            self.mean_fourth += mean_fourth
-            self.residual_scatter += residual
-            self.residual_fourth += residual_fourth
+            self.mean_sum += total.mean_sum
+            self.mean_scatter += total.mean_scatter
+            self.mean_cubic += total.mean_cubic
+            self.mean_fourth += total.mean_fourth
+            self.residual_scatter += total.residual_scatter
+            self.residual_fourth += total.residual_fourth
             self.n_images += n
         return True
 
