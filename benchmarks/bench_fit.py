@@ -104,8 +104,8 @@ def main():
         f"{os.getloadavg()[0]:.1f} at the end (2 cores shared with other work)",
         f"Command: `python benchmarks/bench_fit.py{' --quick' if args.quick else ''}`"
         f" (the fit and the GEMM timed alternately, best of {repeat}; BLAS threads set per row; "
-        "with 2 BLAS threads the GEMM uses both and the fit follows skicr's rule, one BLAS thread "
-        "below 1024 columns; LDA timed once)",
+        "with 2 BLAS threads the GEMM uses both and the fit's statistics update runs on two "
+        "threads of one BLAS thread each, skicr's rule below 1024 columns; LDA timed once)",
     ]
     write_results_table(header, rows, "fit.md", quick=args.quick)
 

@@ -77,3 +77,14 @@ def test_statistics_workers_outside_the_main_thread_is_one(defaults_untouched):
 
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(thread_defaults.statistics_workers, 512, 40000).result() == 1
+
+
+def test_statistics_workers_follow_a_threadpoolctl_limit(defaults_untouched):
+    if thread_defaults.available_cores() == 1:
+        pytest.skip("one core")
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert thread_defaults.statistics_workers(512, 40000) == 1
+        with thread_defaults.one_blas_thread():  # skicr's own limit is not the user's
+            assert thread_defaults.statistics_workers(512, 40000) == 1
+    with thread_defaults.one_blas_thread():
+        assert thread_defaults.statistics_workers(512, 40000) == thread_defaults.available_cores()

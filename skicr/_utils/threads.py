@@ -145,9 +145,13 @@ def blas_threads(n_features):
 
 
 def _chosen_thread_count():
-    """The thread count the user fixed (the smallest one set), or None."""
+    """The thread count the user fixed (the smallest one set), or None.
+
+    A BLAS limit set with threadpoolctl (``threadpool_limits(1)``, or the
+    CLI's ``--threads``) counts too.
+    """
     if not user_chose_threads():
-        return None
+        return _user_blas_threads()
     counts = [int(value) for value in (os.environ.get(name, "").strip() for name in _THREAD_VARIABLES)
               if value.isdigit() and int(value) > 0]
     return min(counts) if counts else torch.get_num_threads()
@@ -158,7 +162,8 @@ def statistics_workers(n_features, n_rows):
 
     Narrow matrices (below :data:`SMALL_MATRIX_FEATURES` columns) split the
     update into batches run on this many threads, each with one BLAS thread:
-    all cores, or the count the user fixed (:func:`user_chose_threads`). Wide
+    all cores, or the count the user fixed (:func:`user_chose_threads`, or a
+    BLAS limit set with threadpoolctl outside skicr's own limits). Wide
     ones return 1 and leave the cores to the BLAS library's own threads, and
     so do updates of fewer than :data:`SMALL_UPDATE_FLOPS` (the threads'
     start and hand-offs would cost more than they save). A call from a thread
@@ -183,26 +188,53 @@ def statistics_workers(n_features, n_rows):
 
 
 _CONTROLLER = []
+# BLAS threads when each of skicr's own one-thread limits began (a stack: they nest)
+_BLAS_THREADS_OUTSIDE = []
 
 
-def one_blas_thread():
-    """Context limiting BLAS to one thread (a no-op without threadpoolctl).
+def _blas_controller():
+    """The process's threadpoolctl controller, looked up once (None without threadpoolctl).
 
-    The BLAS libraries are looked up once per process: a fresh
-    ``threadpool_limits`` scans every loaded library, about 10 ms, which is
-    several percent of a decomposer fit at ``d = 512``.
-
-    Returns
-    -------
-    context : context manager
+    A fresh ``threadpool_limits`` scans every loaded library, about 10 ms,
+    which is several percent of a decomposer fit at ``d = 512``.
     """
     if not _CONTROLLER:
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-            return nullcontext()
+            return None
         _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+    return _CONTROLLER[0]
+
+
+def _blas_thread_count(controller):
+    counts = [lib.num_threads for lib in controller.lib_controllers if lib.user_api == "blas"]
+    return min(counts) if counts else None
+
+
+def _user_blas_threads():
+    """BLAS threads outside skicr's own limits, if fewer than the cores (a user's limit), else None."""
+    if _BLAS_THREADS_OUTSIDE:
+        count = _BLAS_THREADS_OUTSIDE[0]
+    else:
+        controller = _blas_controller()
+        count = None if controller is None else _blas_thread_count(controller)
+    return count if count is not None and count < available_cores() else None
+
+
+@contextmanager
+def one_blas_thread():
+    """Context limiting BLAS to one thread (a no-op without threadpoolctl)."""
+    controller = _blas_controller()
+    if controller is None:  # pragma: no cover
+        yield
+        return
+    _BLAS_THREADS_OUTSIDE.append(_blas_thread_count(controller))
+    try:
+        with controller.limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        _BLAS_THREADS_OUTSIDE.pop()
 
 
 def set_process_threads(threads):
