@@ -154,8 +154,8 @@ class _BatchBuffers:
     def __init__(self, n_images, n_views, n_features):
         self.contrasts = np.empty((n_images, n_views - 1, n_features))
         self.means = np.empty((n_images, n_features))
-        self.mean_scatter = np.zeros((n_features, n_features))
-        self.residual_scatter = np.zeros((n_features, n_features))
+        self.mean_scatter = np.empty((n_features, n_features))
+        self.residual_scatter = np.zeros((n_features, n_features))  # stays 0 for one view
 
 
 class _BatchSums:
@@ -167,11 +167,13 @@ class _BatchSums:
     def __init__(self, **values):
         self.__dict__.update(values)
 
-    def copy(self):
-        """A copy that owns its arrays (a batch's arrays live in reused buffers)."""
-        values = {name: getattr(self, name).copy() for name in self._ARRAYS}
-        values.update({name: getattr(self, name) for name in self._SCALARS + ("largest",)})
-        return _BatchSums(**values)
+    @classmethod
+    def zeros(cls, n_features):
+        """Sums of no images, to add batches to (their arrays live in reused buffers)."""
+        d = n_features
+        return cls(mean_scatter=np.zeros((d, d)), residual_scatter=np.zeros((d, d)),
+                   mean_sum=np.zeros(d), mean_cubic=np.zeros(d), mean_fourth=0.0,
+                   residual_fourth=0.0, largest=0.0)
 
     def add(self, other):
         """Add ``other`` in place (the order of additions fixes the rounding)."""
@@ -181,16 +183,6 @@ class _BatchSums:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.largest = max(self.largest, other.largest)
         return self
-
-
-def _first_image_mean(views):
-    """The first image's mean, by the operations of :func:`_batch_power_sums` (the shift)."""
-    first = views[:1]
-    n_views = first.shape[1]
-    mean = np.subtract(first[:, 1:, :], first[:, :1, :], dtype=np.float64).sum(axis=1)
-    mean /= n_views
-    mean += first[:, 0, :]
-    return mean[0]
 
 
 def _batch_power_sums(views, block, shift, fourth, buffers):
@@ -247,12 +239,12 @@ def _batch_power_sums(views, block, shift, fourth, buffers):
 
 @contextmanager
 def _statistics_threads(workers):
-    """A pool of ``workers`` threads with one BLAS thread each (None for one worker)."""
+    """A ``map`` over ``workers`` threads with one BLAS thread each (the builtin for one)."""
     if workers <= 1:
-        yield None
+        yield map
         return
     with one_blas_thread(), ThreadPoolExecutor(workers, thread_name_prefix="skicr-stats") as pool:
-        yield pool
+        yield pool.map
 
 
 def residual_contrast_rows(views):
@@ -561,7 +553,7 @@ class GroupedViewStatistics:
         batch = min(batch, block * max(1, -(-n // (block * _MIN_BATCHES))))
         shift = self.shift if self.n_images else None
         if shift is None:  # NaN here fails the magnitude check of the first batch
-            shift = _first_image_mean(views)
+            shift = _image_contrasts(views[:1])[0][0]
         starts = range(0, n, batch)
         workers = min(statistics_workers(d, n * n_views), len(starts))
         buffers = [_BatchBuffers(min(batch, n), n_views, d) for _ in range(workers)]
@@ -570,18 +562,15 @@ class GroupedViewStatistics:
         def batch_sums(slot, start):
             return _batch_power_sums(views[start:start + batch], block, shift, fourth, buffers[slot])
 
-        total = None
-        with _statistics_threads(workers) as pool:
+        total = _BatchSums.zeros(d)
+        with _statistics_threads(workers) as parallel_map:
             for round_start in range(0, len(starts), workers):
                 round_starts = starts[round_start:round_start + workers]
-                if pool is None:
-                    sums = [batch_sums(0, round_starts[0])]
-                else:
-                    sums = list(pool.map(batch_sums, range(len(round_starts)), round_starts))
-                for part in sums:  # in batch order, whatever the number of threads
+                # in batch order, whatever the number of threads
+                for part in parallel_map(batch_sums, range(len(round_starts)), round_starts):
                     if part is None:
                         return False  # NaN or a magnitude beyond the safe range
-                    total = part.copy() if total is None else total.add(part)
+                    total.add(part)
         with deferred_interrupts():  # one commit that an interrupt cannot split
             if self.scale is None:
                 self.scale = 1.0
